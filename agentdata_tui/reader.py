@@ -1,0 +1,494 @@
+"""One reader for every input the commands accept, streaming.
+
+Accepted inputs (DESIGN §3):
+- a training-data JSON file (``{"metadata", "examples", "summary"}``), in any layout;
+  files written by this tool put one example per line, which is read line by line,
+  anything else is parsed incrementally with ijson;
+- a run folder ``X.run/`` or its ``examples.jsonl`` (a torn last line is skipped with
+  a warning: a killed writer leaves one);
+- a mini-swe-agent trajectory file (v1: a bare list of messages; v2: ``{info, messages,
+  trajectory_format, instance_id}``) or a folder of them (searched recursively).
+
+Nothing here loads a whole large file: memory stays flat as files grow.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import ijson
+from pydantic import ValidationError
+
+from agentdata_tui.errors import InputError
+from agentdata_tui.records import Example
+
+# Layout written by :mod:`agentdata_tui.writer` (still plain JSON):
+#   {"metadata": {...},\n"examples": [\n{ex},\n{ex}\n],\n"summary": {...}}\n
+META_PREFIX = b'{"metadata": '
+EXAMPLES_OPEN = b'"examples": [\n'
+EXAMPLES_CLOSE = b"],\n"
+SUMMARY_PREFIX = b'"summary": '
+
+TRAJ_SUFFIXES = (".traj.json", ".traj")
+
+
+class ReaderWarning(UserWarning):
+    """Something was skipped while reading (e.g. a torn last line); the read went on."""
+
+
+def _warn(message: str) -> None:
+    warnings.warn(message, ReaderWarning, stacklevel=3)
+
+
+def validate_example(raw: Any, where: str, label: str) -> Example:
+    """Turn a raw dict into an :class:`Example`, or raise one readable line."""
+    if not isinstance(raw, dict):
+        raise InputError(f"{label} is not a JSON object", where=where)
+    try:
+        return Example.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "missing":
+            raise InputError(f"{label} lacks required field '{loc}'", where=where) from None
+        raise InputError(f"{label}: field '{loc}': {err['msg']}", where=where) from None
+
+
+@dataclass
+class RawItem:
+    """A raw example dict and where it came from (for error messages and the browser's index)."""
+
+    data: dict[str, Any]
+    label: str
+    offset: int | None = None
+    length: int | None = None
+
+
+@dataclass
+class ExampleSource:
+    """A readable input. Iterate it for :class:`Example` objects, in file order."""
+
+    path: Path
+    kind: str  # training_data | jsonl | run_dir | trajectory | trajectory_dir
+    _metadata: dict[str, Any] | None = field(default=None, repr=False)
+    summary: dict[str, Any] | None = field(default=None, repr=False)
+
+    # -- public API ---------------------------------------------------------
+    def __iter__(self) -> Iterator[Example]:
+        where = str(self.path)
+        for item in self.iter_raw():
+            yield validate_example(item.data, where, item.label)
+
+    def iter_raw(self) -> Iterator[RawItem]:
+        return _RAW_READERS[self.kind](self)
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        if self._metadata is None:
+            self._metadata = _read_metadata(self)
+        return self._metadata
+
+    @property
+    def line_indexable(self) -> bool:
+        """True when each example sits on its own line (offsets are cheap to index)."""
+        if self.kind in ("jsonl", "run_dir"):
+            return True
+        if self.kind == "training_data":
+            with open(self.path, "rb") as fh:
+                return _fast_layout_header(fh) is not None
+        return False
+
+    @property
+    def data_file(self) -> Path:
+        """The file holding the examples (for offset-based access)."""
+        if self.kind == "run_dir":
+            return self.path / "examples.jsonl"
+        return self.path
+
+
+def open_input(path: str | os.PathLike[str]) -> ExampleSource:
+    """Recognise what ``path`` is, or raise an :class:`InputError` naming it."""
+    p = Path(path)
+    if not p.exists():
+        run_dir = p.with_suffix(".run") if p.suffix == ".json" else None
+        if run_dir is not None and (run_dir / "examples.jsonl").exists():
+            # A run still going (or killed): its final JSON is not written yet.
+            return ExampleSource(run_dir, "run_dir")
+        raise InputError("no such file or folder", where=str(p))
+    if p.is_dir():
+        if (p / "examples.jsonl").is_file():
+            return ExampleSource(p, "run_dir")
+        if any(_iter_traj_files(p)):
+            return ExampleSource(p, "trajectory_dir")
+        raise InputError(
+            "folder holds neither examples.jsonl (a run folder) nor mini-swe-agent *.traj.json files",
+            where=str(p),
+        )
+    if p.name.endswith(".jsonl"):
+        return ExampleSource(p, "jsonl")
+    if p.name.endswith(TRAJ_SUFFIXES):
+        return ExampleSource(p, "trajectory")
+    return ExampleSource(p, _sniff_json(p))
+
+
+def read_examples(path: str | os.PathLike[str]) -> Iterator[Example]:
+    return iter(open_input(path))
+
+
+def read_example_at(path: str | os.PathLike[str], offset: int, length: int | None = None) -> Example:
+    """Read one example at a byte offset of a line-per-example file (the browser's random access)."""
+    with open(path, "rb") as fh:
+        fh.seek(offset)
+        line = fh.read(length) if length is not None else fh.readline()
+    text = line.rstrip(b"\r\n")
+    if text.endswith(b","):
+        text = text[:-1]
+    try:
+        raw = json.loads(text)
+    except ValueError as exc:
+        raise InputError(f"no example at byte {offset}: {exc}", where=str(path)) from None
+    return validate_example(raw, str(path), f"example at byte {offset}")
+
+
+# -- sniffing ----------------------------------------------------------------
+
+
+def _sniff_json(p: Path) -> str:
+    with open(p, "rb") as fh:
+        head = fh.read(4096)
+    stripped = head.lstrip()
+    if not stripped:
+        raise InputError("file is empty", where=str(p))
+    first = stripped[:1]
+    if first == b"[":
+        return "json_array"
+    if first != b"{":
+        raise InputError("not JSON (expected an object or an array at the start)", where=str(p))
+    # Which top-level keys does the object have? Look at the first one.
+    try:
+        with open(p, "rb") as fh:
+            for prefix, event, value in ijson.parse(fh):
+                if prefix == "" and event == "map_key":
+                    if value in ("metadata", "examples", "summary"):
+                        return "training_data"
+                    if value in ("info", "messages", "trajectory_format", "instance_id"):
+                        return "trajectory"
+                    return "training_data"
+                if prefix == "" and event == "end_map":
+                    return "training_data"
+    except ijson.JSONError as exc:
+        raise InputError(f"not valid JSON: {exc}", where=str(p)) from None
+    except ijson.IncompleteJSONError as exc:  # pragma: no cover - subclass of JSONError in most backends
+        raise InputError(f"truncated JSON: {exc}", where=str(p)) from None
+    return "training_data"
+
+
+# -- training-data JSON --------------------------------------------------------
+
+
+def _fast_layout_header(fh) -> dict[str, Any] | None:
+    """Return the metadata when the file uses the line-per-example layout, else None."""
+    first = fh.readline()
+    if not first.startswith(META_PREFIX) or not first.endswith(b",\n"):
+        return None
+    try:
+        meta = json.loads(first[len(META_PREFIX) : -2])
+    except ValueError:
+        return None
+    if fh.readline() != EXAMPLES_OPEN or not isinstance(meta, dict):
+        return None
+    return meta
+
+
+def _iter_training_data(src: ExampleSource) -> Iterator[RawItem]:
+    with open(src.path, "rb") as fh:
+        meta = _fast_layout_header(fh)
+        if meta is None:
+            fh.seek(0)
+            yield from _iter_training_data_ijson(src, fh)
+            return
+        src._metadata = meta
+        where = str(src.path)
+        index = 0
+        line_no = 2
+        while True:
+            offset = fh.tell()
+            line = fh.readline()
+            line_no += 1
+            if not line:
+                raise InputError("truncated JSON: the file ends inside 'examples'", where=where)
+            if line == EXAMPLES_CLOSE or line == b"]\n":
+                break
+            if not line.endswith(b"\n"):
+                raise InputError(f"truncated JSON: the file ends inside example {index}", where=where)
+            body = line[:-2] if line.endswith(b",\n") else line[:-1]
+            try:
+                raw = json.loads(body)
+            except ValueError as exc:
+                raise InputError(f"line {line_no} (example {index}): not valid JSON: {exc}", where=where) from None
+            yield RawItem(raw, f"example {index} (line {line_no})", offset, len(line))
+            index += 1
+        rest = fh.read(1 << 20)
+        if rest.startswith(SUMMARY_PREFIX):
+            try:
+                obj = json.loads(b"{" + rest)
+                src.summary = obj.get("summary")
+            except ValueError:
+                raise InputError("truncated JSON: the file ends inside 'summary'", where=where) from None
+
+
+def _iter_training_data_ijson(src: ExampleSource, fh) -> Iterator[RawItem]:
+    where = str(src.path)
+    index = 0
+    builder: ijson.ObjectBuilder | None = None
+    top_builder: ijson.ObjectBuilder | None = None
+    top_key = None
+    depth = 0
+    try:
+        for prefix, event, value in ijson.parse(fh, use_float=True):
+            if prefix == "" and event == "map_key":
+                top_key = value
+                continue
+            if top_key == "examples" and prefix.startswith("examples.item") or builder is not None:
+                if builder is None:
+                    if event in ("end_array",) and prefix == "examples":
+                        continue
+                    builder = ijson.ObjectBuilder()
+                    depth = 0
+                builder.event(event, value)
+                if event in ("start_map", "start_array"):
+                    depth += 1
+                elif event in ("end_map", "end_array"):
+                    depth -= 1
+                if depth == 0:
+                    yield RawItem(builder.value, f"example {index}")
+                    index += 1
+                    builder = None
+                continue
+            if top_key in ("metadata", "summary") and prefix.startswith(top_key):
+                if top_builder is None:
+                    top_builder = ijson.ObjectBuilder()
+                    depth = 0
+                top_builder.event(event, value)
+                if event in ("start_map", "start_array"):
+                    depth += 1
+                elif event in ("end_map", "end_array"):
+                    depth -= 1
+                if depth == 0:
+                    if top_key == "metadata":
+                        src._metadata = top_builder.value if isinstance(top_builder.value, dict) else {}
+                    else:
+                        src.summary = top_builder.value
+                    top_builder = None
+    except ijson.IncompleteJSONError as exc:
+        raise InputError(f"truncated JSON ({exc}) after {index} examples", where=where) from None
+    except ijson.JSONError as exc:
+        raise InputError(f"not valid JSON ({exc}) after {index} examples", where=where) from None
+
+
+def _iter_json_array(src: ExampleSource) -> Iterator[RawItem]:
+    """A top-level array: a v1 mini-swe-agent trajectory (messages) or a list of examples."""
+    where = str(src.path)
+    with open(src.path, "rb") as fh:
+        try:
+            items = ijson.items(fh, "item", use_float=True)
+            first = next(items, None)
+            if first is None:
+                return
+            if isinstance(first, dict) and "role" in first and "instance_id" not in first:
+                messages = [first, *items]
+                yield RawItem(_trajectory_to_example(messages, src.path), "trajectory")
+                return
+            yield RawItem(first, "example 0")
+            for i, item in enumerate(items, start=1):
+                yield RawItem(item, f"example {i}")
+        except ijson.IncompleteJSONError as exc:
+            raise InputError(f"truncated JSON: {exc}", where=where) from None
+        except ijson.JSONError as exc:
+            raise InputError(f"not valid JSON: {exc}", where=where) from None
+
+
+# -- JSONL and run folders -----------------------------------------------------
+
+
+def _iter_jsonl_file(path: Path) -> Iterator[RawItem]:
+    where = str(path)
+    with open(path, "rb") as fh:
+        line_no = 0
+        index = 0
+        while True:
+            offset = fh.tell()
+            line = fh.readline()
+            if not line:
+                return
+            line_no += 1
+            if not line.strip():
+                continue
+            try:
+                raw = json.loads(line)
+            except ValueError as exc:
+                at_end = not line.endswith(b"\n") or not fh.peek(1)
+                if at_end:
+                    _warn(f"{where}: line {line_no}: torn last line skipped (a killed writer leaves one)")
+                    return
+                raise InputError(f"line {line_no}: not valid JSON: {exc}", where=where) from None
+            yield RawItem(raw, f"line {line_no}", offset, len(line))
+            index += 1
+
+
+def _iter_jsonl(src: ExampleSource) -> Iterator[RawItem]:
+    return _iter_jsonl_file(src.path)
+
+
+def _iter_run_dir(src: ExampleSource) -> Iterator[RawItem]:
+    return _iter_jsonl_file(src.path / "examples.jsonl")
+
+
+# -- mini-swe-agent trajectories ---------------------------------------------
+
+
+def _iter_traj_files(folder: Path) -> Iterator[Path]:
+    for root, dirs, files in os.walk(folder):
+        dirs.sort()
+        for name in sorted(files):
+            if name.endswith(TRAJ_SUFFIXES):
+                yield Path(root) / name
+
+
+def _load_traj(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as fh:
+            data = json.load(fh)
+    except ValueError as exc:
+        raise InputError(f"not valid JSON (truncated?): {exc}", where=str(path)) from None
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror}", where=str(path)) from None
+    return _trajectory_to_example(data, path)
+
+
+def _iter_trajectory(src: ExampleSource) -> Iterator[RawItem]:
+    yield RawItem(_load_traj(src.path), "trajectory")
+
+
+def _iter_trajectory_dir(src: ExampleSource) -> Iterator[RawItem]:
+    for path in _iter_traj_files(src.path):
+        yield RawItem(_load_traj(path), f"trajectory {path.relative_to(src.path)}")
+
+
+_MESSAGE_KEYS = ("role", "content", "tool_calls", "tool_call_id", "name", "reasoning_content")
+
+
+def _trajectory_to_example(data: Any, path: Path) -> dict[str, Any]:
+    """Map a mini-swe-agent trajectory (v1 list or v2 object) onto the training-data example."""
+    where = str(path)
+    if isinstance(data, list):
+        info: dict[str, Any] = {}
+        raw_messages = data
+        instance_id = None
+        fmt = "mini-swe-agent-v1"
+    elif isinstance(data, dict) and isinstance(data.get("messages"), list):
+        info = data.get("info") or {}
+        raw_messages = data["messages"]
+        instance_id = data.get("instance_id")
+        fmt = data.get("trajectory_format", "mini-swe-agent")
+    else:
+        raise InputError("not a mini-swe-agent trajectory (no 'messages' list)", where=where)
+    if not instance_id:
+        name = path.name
+        for suffix in TRAJ_SUFFIXES:
+            if name.endswith(suffix):
+                name = name[: -len(suffix)]
+                break
+        instance_id = name
+
+    messages: list[dict[str, Any]] = []
+    steps: list[dict[str, Any]] = []
+    exit_status = info.get("exit_status")
+    submission = info.get("submission")
+    for i, m in enumerate(raw_messages):
+        if not isinstance(m, dict) or "role" not in m:
+            raise InputError(f"message {i} has no 'role'", where=where)
+        extra = m.get("extra") or {}
+        if m["role"] == "exit":
+            exit_status = exit_status or extra.get("exit_status") or m.get("content")
+            if submission is None:
+                submission = extra.get("submission")
+            continue
+        messages.append({k: m[k] for k in _MESSAGE_KEYS if k in m})
+        if m["role"] == "assistant":
+            actions = extra.get("actions") or []
+            command = actions[0].get("command") if actions and isinstance(actions[0], dict) else None
+            steps.append({"command": command})
+        elif m["role"] in ("user", "tool") and steps and "returncode" in extra:
+            steps[-1]["returncode"] = extra.get("returncode")
+    stats = info.get("model_stats") or {}
+    model_cfg = (info.get("config") or {}).get("model") or {}
+    problem = next((m.get("content", "") for m in messages if m.get("role") == "user"), "")
+    if not isinstance(problem, str):
+        problem = json.dumps(problem)
+    return {
+        "instance_id": str(instance_id),
+        "problem_statement": problem,
+        "messages": messages,
+        "git_diff": submission or "",
+        "exit_status": exit_status,
+        "reward": 0.0,
+        "speedup": None,
+        "success": False,
+        "model_calls": int(stats.get("api_calls") or len(steps)),
+        "evaluation_info": {"status": "not_evaluated", "source": "mini-swe-agent trajectory"},
+        "error": None,
+        "metadata": {
+            "source_file": str(path),
+            "trajectory_format": fmt,
+            "mini_version": info.get("mini_version"),
+            "model_name": model_cfg.get("model_name"),
+            "instance_cost": stats.get("instance_cost"),
+        },
+        "sample_index": 0,
+        "attempt": 1,
+        "steps": steps,
+    }
+
+
+# -- metadata ------------------------------------------------------------------
+
+
+def _read_metadata(src: ExampleSource) -> dict[str, Any]:
+    if src.kind == "training_data":
+        with open(src.path, "rb") as fh:
+            meta = _fast_layout_header(fh)
+            if meta is not None:
+                return meta
+            fh.seek(0)
+            try:
+                found = next(ijson.items(fh, "metadata", use_float=True), None)
+            except ijson.JSONError as exc:
+                raise InputError(f"not valid JSON: {exc}", where=str(src.path)) from None
+            return found if isinstance(found, dict) else {}
+    if src.kind == "run_dir":
+        run_json = src.path / "run.json"
+        if run_json.is_file():
+            try:
+                data = json.loads(run_json.read_text(encoding="utf-8"))
+                return data.get("metadata", data) if isinstance(data, dict) else {}
+            except ValueError:
+                _warn(f"{run_json}: not valid JSON, metadata ignored")
+        return {}
+    return {"source": str(src.path), "source_kind": src.kind}
+
+
+_RAW_READERS: dict[str, Callable[[ExampleSource], Iterator[RawItem]]] = {
+    "training_data": _iter_training_data,
+    "json_array": _iter_json_array,
+    "jsonl": _iter_jsonl,
+    "run_dir": _iter_run_dir,
+    "trajectory": _iter_trajectory,
+    "trajectory_dir": _iter_trajectory_dir,
+}
