@@ -119,7 +119,7 @@ def load_dataset(path: str | os.PathLike[str]) -> Dataset:
             # A training-data file (generate_single --instance takes one): its examples are instances.
             doc = doc["examples"]
         if not isinstance(doc, list):
-            raise InputError("expected a JSON array of instances or {\"instances\": [...]}", where=where)
+            raise InputError('expected a JSON array of instances or {"instances": [...]}', where=where)
         raws = [(item, f"instance {i}") for i, item in enumerate(doc)]
     instances: list[Instance] = []
     seen: set[str] = set()

@@ -44,7 +44,7 @@ class EventWriter:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fh = open(self.path, "a", encoding="utf-8")
+        self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - kept open for the run
         self._lock = threading.Lock()
 
     def emit(self, type_: str, **fields: Any) -> dict[str, Any]:

@@ -231,7 +231,9 @@ def _iter_training_data(src: ExampleSource) -> Iterator[RawItem]:
             try:
                 raw = json.loads(body)
             except ValueError as exc:
-                raise InputError(f"line {line_no} (example {index}): not valid JSON: {exc}", where=where) from None
+                raise InputError(
+                    f"line {line_no} (example {index}): not valid JSON: {exc}", where=where
+                ) from None
             yield RawItem(raw, f"example {index} (line {line_no})", offset, len(line))
             index += 1
         rest = fh.read(1 << 20)

@@ -17,7 +17,12 @@ from agentdata_tui.errors import UserError
 
 PROG = "agentdata-tui"
 # Names the original scripts were called by; accepted as a first word and as console scripts.
-SCRIPT_ALIASES = ("generate-training-data", "generate_training_data", "process-training-data", "process_training_data")
+SCRIPT_ALIASES = (
+    "generate-training-data",
+    "generate_training_data",
+    "process-training-data",
+    "process_training_data",
+)
 
 
 def build_parser() -> Parser:
