@@ -1,0 +1,310 @@
+"""The local sandbox: a rollout's commands run on this machine, in a throwaway copy of the repo.
+
+Why it looks like this (DESIGN §4, §6):
+- each rollout gets a fresh temporary copy of the instance's ``repo_path`` (or an empty
+  folder), git-initialised when it is not a repository already, so ``git diff`` works for the
+  agent and for us;
+- the diff base is the *tree after* ``setup_command``, recorded with ``git add -A &&
+  git write-tree`` through a private index file: no commit is made, the agent's own ``git``
+  view is untouched, new files show up in the final diff and setup artefacts do not;
+- every command is a fresh interpreter process (``bash -c`` by default: a login shell costs
+  ~150 ms of CPU per command here) in its own session, so a timeout kills the whole process
+  group, backgrounded children included;
+- the environment is built from scratch (PATH, HOME = a temporary home, LANG, TERM and the
+  config's ``env``): the caller's variables — API keys above all — never reach a command.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import selectors
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections import deque
+from pathlib import Path
+
+from agentdata_tui.config import EnvironmentConfig
+from agentdata_tui.dataset import Instance
+from agentdata_tui.interfaces import ExecResult, SandboxError
+
+DIFF_LIMIT = 1_000_000  # bytes of patch kept; larger diffs are cut and flagged
+OUTPUT_HEAD = 256 * 1024  # bytes of command output kept from the start ...
+OUTPUT_TAIL = 256 * 1024  # ... and from the end; the middle of a flood is dropped
+SETUP_TIMEOUT_MIN = 600.0
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# Interpreter caches that running tests leaves behind: never part of a patch.
+DIFF_EXCLUDES = "__pycache__/\n*.py[cod]\n.pytest_cache/\n.mypy_cache/\n.ruff_cache/\n"
+
+
+def scrubbed_env(home: str | os.PathLike[str], extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The whole environment a sandboxed command sees: never the caller's variables."""
+    env = {
+        "PATH": os.environ.get("PATH") or DEFAULT_PATH,
+        "HOME": str(home),
+        "LANG": os.environ.get("LANG") or "C.UTF-8",
+        "TERM": "dumb",
+    }
+    env.update(extra or {})
+    return env
+
+
+class LocalSandbox:
+    """A temporary copy of the instance's repo; see the module docstring for the why."""
+
+    kind = "local"
+
+    def __init__(self, instance: Instance, env_config: EnvironmentConfig, context=None) -> None:
+        self.instance = instance
+        self.config = env_config
+        self.context = context
+        self.repo_src: Path | None = getattr(context, "repo_dir", None)
+        self.root: Path | None = None  # the temporary folder holding everything
+        self.work: Path | None = None  # the copy of the repo
+        self.cwd: Path | None = None
+        self.base_tree: str | None = None
+        self._env: dict[str, str] = {}
+        self._git_env: dict[str, str] = {}
+        self._pgids: set[int] = set()
+        self._closed = False
+
+    # -- lifecycle -----------------------------------------------------------------
+    def start(self) -> None:
+        try:
+            self._start()
+        except SandboxError:
+            self.close()
+            raise
+        except OSError as exc:
+            self.close()
+            raise SandboxError(f"local sandbox for {self.instance.instance_id}: {exc}") from exc
+
+    def _start(self) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="agentdata-sbx-"))
+        self.work = self.root / "repo"
+        home = self.root / "home"
+        home.mkdir()
+        if self.repo_src is not None:
+            if not self.repo_src.is_dir():
+                raise SandboxError(
+                    f"repo_path of {self.instance.instance_id} is not a folder: {self.repo_src}"
+                )
+            shutil.copytree(self.repo_src, self.work, symlinks=True)
+        else:
+            self.work.mkdir()
+        self._env = scrubbed_env(home, self.config.env)
+        excludes = self.root / "diff-excludes"
+        excludes.write_text(DIFF_EXCLUDES)
+        # git for our own bookkeeping: no system/global config of the caller, a private index.
+        self._git_env = scrubbed_env(home)
+        self._git_env.update(
+            {
+                "GIT_CONFIG_NOSYSTEM": "1",
+                "GIT_CONFIG_GLOBAL": os.devnull,
+                "GIT_INDEX_FILE": str(self.root / "agentdata.index"),
+                "GIT_AUTHOR_NAME": "agentdata",
+                "GIT_AUTHOR_EMAIL": "agentdata@localhost",
+                "GIT_COMMITTER_NAME": "agentdata",
+                "GIT_COMMITTER_EMAIL": "agentdata@localhost",
+            }
+        )
+        self._excludes = str(excludes)
+        if not (self.work / ".git").exists():
+            self._git("init", "-q")
+        self.cwd = self._resolve_cwd()
+        if self.instance.setup_command:
+            timeout = max(SETUP_TIMEOUT_MIN, self.config.timeout)
+            res = self.execute(self.instance.setup_command, timeout=timeout)
+            if res.timed_out or res.returncode != 0:
+                why = "timed out" if res.timed_out else f"exited with {res.returncode}"
+                tail = res.output[-500:].strip()
+                raise SandboxError(f"setup_command of {self.instance.instance_id} {why}: {tail}")
+        self.base_tree = self._snapshot_tree()
+
+    def _resolve_cwd(self) -> Path:
+        assert self.work is not None
+        rel = self.instance.cwd or self.config.cwd or ""
+        # An absolute cwd names a folder inside a container image; locally the copy is the root.
+        if not rel or os.path.isabs(rel):
+            return self.work
+        cwd = (self.work / rel).resolve()
+        if not cwd.is_relative_to(self.work.resolve()):
+            raise SandboxError(f"cwd '{rel}' of {self.instance.instance_id} leaves the repository")
+        cwd.mkdir(parents=True, exist_ok=True)
+        return cwd
+
+    def close(self) -> None:
+        """Kill whatever the commands left running, then remove the folder. Idempotent."""
+        self._closed = True
+        for pgid in list(self._pgids):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pgid, signal.SIGKILL)
+        self._pgids.clear()
+        if self.root is not None:
+            shutil.rmtree(self.root, ignore_errors=True)
+            self.root = None
+
+    def __enter__(self) -> LocalSandbox:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- commands ------------------------------------------------------------------
+    def execute(self, command: str, timeout: float | None = None) -> ExecResult:
+        if self._closed or self.cwd is None:
+            raise SandboxError("the sandbox is closed or was never started")
+        timeout = self.config.timeout if timeout is None else timeout
+        argv = [*self.config.effective_interpreter(), command]
+        t0 = time.monotonic()
+        try:
+            proc = subprocess.Popen(
+                argv,
+                cwd=self.cwd,
+                env=self._env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                process_group=0,
+                close_fds=True,
+            )
+        except OSError as exc:
+            raise SandboxError(f"cannot run {argv[0]!r}: {exc.strerror or exc}") from exc
+        self._pgids.add(proc.pid)
+        try:
+            output, truncated, timed_out = _collect(proc, t0 + timeout)
+        finally:
+            if proc.returncode is None:
+                _kill_group(proc.pid)
+                proc.wait()
+        if timed_out:
+            # The group is gone; nothing of it needs killing at close().
+            self._pgids.discard(proc.pid)
+        elif not _group_alive(proc.pid):
+            self._pgids.discard(proc.pid)
+        return ExecResult(
+            output=output,
+            returncode=proc.returncode if not timed_out else -signal.SIGKILL,
+            exec_time_s=round(time.monotonic() - t0, 4),
+            timed_out=timed_out,
+            output_truncated=truncated,
+        )
+
+    # -- diff ----------------------------------------------------------------------
+    def _git(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
+        assert self.work is not None
+        try:
+            res = subprocess.run(
+                ["git", "-c", f"core.excludesFile={self._excludes}", "-c", "core.quotepath=off", *args],
+                cwd=self.work,
+                env=self._git_env,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                timeout=600,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise SandboxError(f"git {args[0]} failed in the local sandbox: {exc}") from exc
+        if check and res.returncode != 0:
+            msg = res.stderr.decode("utf-8", "replace").strip()[-300:]
+            raise SandboxError(f"git {args[0]} failed in the local sandbox: {msg}")
+        return res
+
+    def _snapshot_tree(self) -> str:
+        self._git("add", "-A", "--", ".")
+        return self._git("write-tree").stdout.decode().strip()
+
+    def diff(self) -> tuple[str, bool]:
+        """The patch from the post-setup tree to now, new files included; cut at 1 MB."""
+        if self._closed or self.base_tree is None:
+            raise SandboxError("the sandbox is closed or was never started")
+        self._snapshot_tree()
+        res = self._git("diff", "--cached", "--binary", "--no-color", "--no-ext-diff", self.base_tree)
+        return cut_patch(res.stdout.decode("utf-8", "replace"))
+
+
+def cut_patch(patch: str, limit: int = DIFF_LIMIT) -> tuple[str, bool]:
+    """Keep at most ``limit`` bytes, ending on a whole line; say whether anything was cut."""
+    data = patch.encode("utf-8")
+    if len(data) <= limit:
+        return patch, False
+    head = data[:limit]
+    nl = head.rfind(b"\n")
+    if nl > 0:
+        head = head[: nl + 1]
+    return head.decode("utf-8", "ignore"), True
+
+
+def _collect(proc: subprocess.Popen[bytes], deadline: float) -> tuple[str, bool, bool]:
+    """Read merged stdout/stderr until EOF and exit, or until the deadline (→ kill the group).
+
+    Memory stays bounded whatever the command prints: the head and the tail are kept.
+    """
+    assert proc.stdout is not None
+    fd = proc.stdout.fileno()
+    head = bytearray()
+    tail: deque[bytes] = deque()
+    tail_len = 0
+    dropped = 0
+    timed_out = False
+    sel = selectors.DefaultSelector()
+    sel.register(fd, selectors.EVENT_READ)
+    try:
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                timed_out = True
+                break
+            if not sel.select(remaining):
+                continue
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            if len(head) < OUTPUT_HEAD:
+                take = OUTPUT_HEAD - len(head)
+                head += chunk[:take]
+                chunk = chunk[take:]
+            if chunk:
+                tail.append(chunk)
+                tail_len += len(chunk)
+                while tail_len - len(tail[0]) >= OUTPUT_TAIL:
+                    dropped += len(tail[0])
+                    tail_len -= len(tail[0])
+                    tail.popleft()
+        if not timed_out:
+            remaining = deadline - time.monotonic()
+            try:
+                proc.wait(timeout=max(remaining, 0.001))
+            except subprocess.TimeoutExpired:  # closed its output but kept running
+                timed_out = True
+    finally:
+        sel.close()
+    if timed_out:
+        _kill_group(proc.pid)
+        proc.wait()
+    proc.stdout.close()
+    body = bytes(head)
+    rest = b"".join(tail)
+    if len(rest) > OUTPUT_TAIL:
+        dropped += len(rest) - OUTPUT_TAIL
+        rest = rest[-OUTPUT_TAIL:]
+    if dropped:
+        body += f"\n[... {dropped} bytes of output dropped ...]\n".encode()
+    body += rest
+    return body.decode("utf-8", "replace"), dropped > 0, timed_out
+
+
+def _kill_group(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True

@@ -1,0 +1,164 @@
+"""The local sandbox: real processes in a real temporary copy (DESIGN §4, §6)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from agentdata_tui.config import EnvironmentConfig
+from agentdata_tui.dataset import Instance
+from agentdata_tui.interfaces import SandboxError
+from agentdata_tui.sandbox import SandboxContext, make_sandbox
+from agentdata_tui.sandbox.local import DIFF_LIMIT, LocalSandbox
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "app.py").write_text("def add(a, b):\n    return a - b\n")
+    (src / "README.md").write_text("demo\n")
+    return src
+
+
+def _sandbox(repo: Path | None, **inst) -> LocalSandbox:
+    instance = Instance(instance_id="t1", problem_statement="fix it", **inst)
+    env = EnvironmentConfig(env={"PAGER": "cat"})
+    return LocalSandbox(instance, env, context=SandboxContext(repo_dir=repo))
+
+
+def _gone(pid: int, timeout: float = 5.0) -> bool:
+    """True when the process no longer exists or is a zombie waiting to be reaped."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            return True
+        if state in ("Z", "X"):
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_make_sandbox_builds_local(repo: Path) -> None:
+    inst = Instance(instance_id="x", problem_statement="p")
+    sb = make_sandbox(inst, EnvironmentConfig(), SandboxContext(repo_dir=repo))
+    assert isinstance(sb, LocalSandbox)
+
+
+def test_copy_is_private_and_removed(repo: Path) -> None:
+    sb = _sandbox(repo)
+    sb.start()
+    root = sb.root
+    assert root is not None and root.exists()
+    res = sb.execute("cat app.py && echo changed > app.py")
+    assert "return a - b" in res.output and res.returncode == 0
+    assert (repo / "app.py").read_text().endswith("return a - b\n"), "the original must stay untouched"
+    sb.close()
+    assert not root.exists()
+    with pytest.raises(SandboxError):
+        sb.execute("true")
+
+
+def test_scrubbed_environment(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-secret-should-not-leak")
+    monkeypatch.setenv("AGENTDATA_EVAL_TOKEN", "tok-secret")
+    with _sandbox(repo) as sb:
+        out = sb.execute("env").output
+    assert "sk-secret-should-not-leak" not in out and "tok-secret" not in out
+    names = {line.split("=", 1)[0] for line in out.splitlines() if "=" in line}
+    assert {"PATH", "HOME", "LANG", "TERM", "PAGER"} <= names
+    assert names - {"PATH", "HOME", "LANG", "TERM", "PAGER", "PWD", "SHLVL", "_", "OLDPWD"} == set()
+    home = next(line.split("=", 1)[1] for line in out.splitlines() if line.startswith("HOME="))
+    assert home != os.environ.get("HOME") and "agentdata-sbx-" in home
+
+
+def test_timeout_kills_process_group_including_background_child(repo: Path) -> None:
+    with _sandbox(repo) as sb:
+        t0 = time.monotonic()
+        res = sb.execute("sleep 300 & echo $! > bg.pid; echo started; sleep 300", timeout=1)
+        assert time.monotonic() - t0 < 10
+        assert res.timed_out and res.returncode != 0
+        bg = int(sb.execute("cat bg.pid").output.strip())
+    assert _gone(bg), "the backgrounded child must die with its group"
+
+
+def test_output_capped_and_flagged(repo: Path) -> None:
+    with _sandbox(repo) as sb:
+        res = sb.execute("head -c 3000000 /dev/zero | tr '\\0' x; echo; echo THE-END")
+    assert res.output_truncated
+    assert len(res.output) < 700_000
+    assert res.output.rstrip().endswith("THE-END"), "the tail of the output is kept"
+
+
+def test_returncode_and_merged_stderr(repo: Path) -> None:
+    with _sandbox(repo) as sb:
+        res = sb.execute("echo out; echo err >&2; exit 3")
+    assert res.returncode == 3 and "out" in res.output and "err" in res.output
+    assert not res.timed_out
+
+
+def test_diff_includes_new_files_excludes_setup_artefacts(repo: Path) -> None:
+    setup = "mkdir -p build && echo artefact > build/generated.txt && python3 -c 'import app'"
+    with _sandbox(repo, setup_command=setup) as sb:
+        sb.execute("sed -i 's/a - b/a + b/' app.py && echo hello > new_file.txt && python3 -c 'import app'")
+        patch, truncated = sb.diff()
+    assert not truncated
+    assert "+    return a + b" in patch
+    assert "new_file.txt" in patch and "+hello" in patch
+    assert "generated.txt" not in patch
+    assert "__pycache__" not in patch and ".pyc" not in patch
+    # The patch applies to a fresh copy of the original.
+    check = subprocess.run(["git", "apply", "--check", "-"], cwd=_init_git(repo), input=patch.encode())
+    assert check.returncode == 0
+
+
+def _init_git(repo: Path) -> Path:
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    return repo
+
+
+def test_diff_cut_at_one_megabyte(repo: Path) -> None:
+    with _sandbox(repo) as sb:
+        sb.execute("python3 -c \"open('big.txt','w').write(('y' * 99 + '\\n') * 15000)\"")
+        patch, truncated = sb.diff()
+    assert truncated
+    assert len(patch.encode()) <= DIFF_LIMIT
+    assert patch.endswith("\n")
+
+
+def test_empty_folder_without_repo_path() -> None:
+    with _sandbox(None) as sb:
+        assert sb.execute("ls -A | grep -v '^.git$' | wc -l").output.strip() == "0"
+        sb.execute("echo hi > hello.txt")
+        patch, _ = sb.diff()
+    assert "hello.txt" in patch
+
+
+def test_relative_cwd_and_failing_setup(repo: Path) -> None:
+    with _sandbox(repo, cwd="sub/dir") as sb:
+        assert sb.execute("pwd").output.strip().endswith("repo/sub/dir")
+    sb = _sandbox(repo, setup_command="echo broken-setup; exit 7")
+    with pytest.raises(SandboxError, match="broken-setup"):
+        sb.start()
+    assert sb.root is None, "a failed start cleans up after itself"
+
+
+def test_missing_repo_is_sandbox_error(tmp_path: Path) -> None:
+    with pytest.raises(SandboxError):
+        _sandbox(tmp_path / "nope").start()
+
+
+def test_interpreter_is_configurable(repo: Path) -> None:
+    inst = Instance(instance_id="t", problem_statement="p")
+    env = EnvironmentConfig(interpreter=["sh", "-c"])
+    with LocalSandbox(inst, env, context=SandboxContext(repo_dir=repo)) as sb:
+        assert sb.execute("echo $0").output.strip() == "sh"
+    env = EnvironmentConfig(interpreter=["/no/such/interpreter"])
+    with LocalSandbox(inst, env, context=SandboxContext(repo_dir=repo)) as sb, pytest.raises(SandboxError):
+        sb.execute("true")
