@@ -264,7 +264,9 @@ class ModelServer:
         self._httpd.owner = self
         port = self._httpd.server_address[1]
         self.base_url = f"http://127.0.0.1:{port}/v1"
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="model-server", daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, args=(0.05,), name="model-server", daemon=True
+        )
         self._thread.start()
         return self
 

@@ -1,0 +1,1 @@
+"""Models the agent talks to: an OpenAI-compatible HTTP client (``client.OpenAIModel``)."""

@@ -1,0 +1,325 @@
+"""The OpenAI-compatible chat-completions client over ``requests`` (DESIGN §4).
+
+Why not the ``openai`` or ``litellm`` packages: one thin, predictable client whose every retry,
+header and body field is visible here, whose connection pool is sized to the workers, and
+which costs about one ``requests`` call of CPU per model call (the runner's budget per step is
+a few milliseconds). The API key lives only in the session's ``Authorization`` header: it is
+scrubbed from every message this module produces and never shown by ``repr``.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import random
+import threading
+import time
+from contextlib import nullcontext
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from agentdata_tui.config import LITELLM_ONLY_KEYS, ModelConfig
+from agentdata_tui.errors import UserError
+from agentdata_tui.interfaces import ContextLengthExceeded, ModelError, ModelResponse, RolloutContext
+
+log = logging.getLogger(__name__)
+
+# model_kwargs that are the client's business, not the server's.
+_CLIENT_KEYS = frozenset({"api_key", "base_url", "timeout", "request_timeout", "extra_headers", "extra_body"})
+_CONTEXT_MARKERS = (
+    "context_length_exceeded",
+    "maximum context length",
+    "context length",
+    "prompt is too long",
+    "too many tokens",
+    "input is too long",
+    "exceeds the model's context",
+)
+_RETRY_STATUSES = frozenset({408, 409, 425, 429})
+_MAX_RETRY_AFTER = 300.0
+
+
+class _Retryable(Exception):
+    """One attempt failed in a way worth retrying; ``wait`` is a server-requested delay."""
+
+    def __init__(self, message: str, wait: float | None = None) -> None:
+        super().__init__(message)
+        self.wait = wait
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """``Retry-After`` in seconds or as an HTTP date → seconds to wait (None when absent/bad)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _error_message(resp: requests.Response) -> tuple[str, str]:
+    """The server's error message and code, from an OpenAI-style error body or the raw text."""
+    try:
+        data = resp.json()
+    except ValueError:
+        return resp.text.strip()[:500] or resp.reason or "", ""
+    err = data.get("error", data) if isinstance(data, dict) else data
+    if isinstance(err, dict):
+        msg = err.get("message") or err.get("detail") or json.dumps(err)[:500]
+        return str(msg), str(err.get("code") or err.get("type") or "")
+    return str(err)[:500], ""
+
+
+def _is_context_error(message: str, code: str) -> bool:
+    text = f"{code} {message}".lower()
+    return any(marker in text for marker in _CONTEXT_MARKERS)
+
+
+def _session(
+    api_key: str | None, pool_size: int, extra_headers: dict[str, str] | None = None
+) -> requests.Session:
+    session = requests.Session()
+    adapter = HTTPAdapter(pool_connections=2, pool_maxsize=max(1, pool_size), max_retries=0)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    session.trust_env = False  # no ~/.netrc: that would put someone's credentials in a header
+    session.headers.update(extra_headers or {})
+    if api_key:
+        session.headers["Authorization"] = f"Bearer {api_key}"
+    return session
+
+
+class OpenAIModel:
+    """Implements ``interfaces.Model`` against ``POST {base_url}/chat/completions``.
+
+    One instance is shared by all the workers of a run: its session pools ``pool_size``
+    connections and its semaphore bounds requests in flight to
+    ``model.max_concurrent_requests`` (0 = unbounded) whatever the number of workers.
+    """
+
+    backoff_base = 1.0  # seconds; the n-th retry waits about base * 2**n, jittered
+    backoff_max = 60.0
+    connect_timeout = 10.0
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None,
+        model_name: str,
+        config: ModelConfig,
+        *,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        pool_size: int = 4,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.name = model_name
+        self.config = config
+        self._key = api_key or None
+        self._url = f"{self.base_url}/chat/completions"
+        self._body = self._static_body(config, temperature, max_tokens)
+        kw_headers = config.model_kwargs.get("extra_headers") or {}
+        self._session = _session(self._key, pool_size, {**kw_headers, **config.extra_headers})
+        limit = config.max_concurrent_requests
+        self._semaphore = threading.BoundedSemaphore(limit) if limit > 0 else None
+        timeout = config.model_kwargs.get("timeout") or config.request_timeout
+        self.read_timeout = float(timeout)
+        self.max_retries = config.max_retries
+        self._closed = threading.Event()
+
+    def __repr__(self) -> str:
+        return f"OpenAIModel(base_url={self.base_url!r}, model={self.name!r}, key={'set' if self._key else 'none'})"
+
+    # -- request body ---------------------------------------------------------------
+    def _static_body(
+        self, config: ModelConfig, temperature: float | None, max_tokens: int | None
+    ) -> dict[str, Any]:
+        """Everything but the messages: built once, since it is the same for every call."""
+        body: dict[str, Any] = {"model": self.name}
+        for key, value in config.model_kwargs.items():
+            if key in LITELLM_ONLY_KEYS or key in _CLIENT_KEYS:
+                continue
+            body[key] = value
+        if temperature is not None:
+            body["temperature"] = temperature
+        if max_tokens is not None:
+            body["max_tokens"] = max_tokens
+            body.pop("max_completion_tokens", None)
+        extra = {**(config.model_kwargs.get("extra_body") or {}), **config.extra_body}
+        body.update(extra)
+        return body
+
+    def request_body(
+        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None
+    ) -> dict[str, Any]:
+        body = {**self._body, "messages": messages}
+        if tools:
+            body["tools"] = tools
+        return body
+
+    # -- the call -------------------------------------------------------------------
+    def query(
+        self,
+        messages: list[dict[str, Any]],
+        *,
+        tools: list[dict[str, Any]] | None = None,
+        context: RolloutContext | None = None,
+    ) -> ModelResponse:
+        data = json.dumps(self.request_body(messages, tools), ensure_ascii=False).encode("utf-8")
+        attempts = self.max_retries + 1
+        last = ""
+        for attempt in range(attempts):
+            if self._closed.is_set():
+                raise ModelError("model client closed")
+            try:
+                with self._semaphore or nullcontext():
+                    start = time.perf_counter()
+                    resp = self._post(data)
+                    return self._parse(resp, time.perf_counter() - start)
+            except _Retryable as exc:
+                last = str(exc)
+                if attempt + 1 >= attempts:
+                    break
+                delay = exc.wait if exc.wait is not None else self._backoff(attempt)
+                log.warning(
+                    "model server: %s; retry %d/%d in %.1fs", last, attempt + 1, self.max_retries, delay
+                )
+                if self._closed.wait(delay):
+                    raise ModelError("model client closed") from None
+        raise ModelError(self._scrub(f"model server failed after {attempts} attempts: {last}"))
+
+    def _backoff(self, attempt: int) -> float:
+        return min(self.backoff_max, self.backoff_base * (2**attempt)) * (0.5 + random.random())
+
+    def _post(self, data: bytes) -> requests.Response:
+        try:
+            return self._session.post(
+                self._url,
+                data=data,
+                headers={"Content-Type": "application/json"},
+                timeout=(min(self.connect_timeout, self.read_timeout), self.read_timeout),
+            )
+        except requests.Timeout:
+            raise _Retryable(f"no answer within {self.read_timeout:g}s from {self._url}") from None
+        except requests.ConnectionError as exc:
+            raise _Retryable(self._scrub(f"cannot connect to {self._url} ({_reason(exc)})")) from None
+        except requests.RequestException as exc:
+            raise ModelError(self._scrub(f"request to {self._url} failed: {_reason(exc)}")) from None
+
+    def _parse(self, resp: requests.Response, latency: float) -> ModelResponse:
+        status = resp.status_code
+        if status >= 400:
+            message, code = _error_message(resp)
+            message = self._scrub(message)
+            if status == 429 or status >= 500 or status in _RETRY_STATUSES:
+                wait = parse_retry_after(resp.headers.get("Retry-After"))
+                raise _Retryable(
+                    f"HTTP {status}: {message}", None if wait is None else min(wait, _MAX_RETRY_AFTER)
+                )
+            if _is_context_error(message, code) and status in (400, 413, 422):
+                raise ContextLengthExceeded(f"context length exceeded: {message}")
+            raise ModelError(f"model server answered HTTP {status}: {message}")
+        try:
+            payload = resp.json()
+        except ValueError:
+            raise _Retryable(f"malformed reply (not JSON): {resp.text[:200]!r}") from None
+        if isinstance(payload, dict) and payload.get("error") and not payload.get("choices"):
+            err = payload["error"]
+            message = self._scrub(str(err.get("message", err) if isinstance(err, dict) else err))
+            code = str(err.get("code") or "") if isinstance(err, dict) else ""
+            if _is_context_error(message, code):
+                raise ContextLengthExceeded(f"context length exceeded: {message}")
+            raise _Retryable(f"error in reply: {message}")
+        try:
+            choice = payload["choices"][0]
+            message = choice["message"]
+        except (KeyError, IndexError, TypeError):
+            raise _Retryable(f"malformed reply (no choices): {resp.text[:200]!r}") from None
+        usage = payload.get("usage") or {}
+        reasoning = message.get("reasoning_content") or message.get("reasoning")
+        return ModelResponse(
+            content=message.get("content") or "",
+            reasoning_content=reasoning if isinstance(reasoning, str) and reasoning else None,
+            tool_calls=message.get("tool_calls") or None,
+            prompt_tokens=usage.get("prompt_tokens"),
+            completion_tokens=usage.get("completion_tokens"),
+            finish_reason=choice.get("finish_reason"),
+            latency_s=round(latency, 4),
+        )
+
+    def _scrub(self, text: str) -> str:
+        return text.replace(self._key, "***") if self._key else text
+
+    def close(self) -> None:
+        """Ends pending retry waits (a stopping run should not sleep on backoff) and the pool."""
+        self._closed.set()
+        self._session.close()
+
+
+def _reason(exc: BaseException) -> str:
+    """The innermost cause of a requests/urllib3 error, short (no URL-with-credentials dump)."""
+    inner: BaseException = exc
+    while inner.__context__ is not None and inner.__context__ is not inner:
+        inner = inner.__context__
+    text = str(inner) or type(inner).__name__
+    if "Connection refused" in text or "Errno 111" in text:
+        return "connection refused"
+    if "Name or service not known" in text or "nodename nor servname" in text:
+        return "unknown host"
+    return text[:200]
+
+
+def list_models(base_url: str, api_key: str | None, timeout: float = 10) -> list[str]:
+    """``GET {base_url}/models`` → model ids; ModelError with a one-line reason otherwise."""
+    url = f"{base_url.rstrip('/')}/models"
+
+    def scrub(text: str) -> str:
+        return text.replace(api_key, "***") if api_key else text
+
+    with _session(api_key, 1) as session:
+        try:
+            resp = session.get(url, timeout=(min(timeout, 10.0), timeout))
+        except requests.Timeout:
+            raise ModelError(f"no answer from {url} within {timeout:g}s") from None
+        except requests.RequestException as exc:
+            raise ModelError(scrub(f"cannot reach the model server at {url} ({_reason(exc)})")) from None
+    if resp.status_code >= 400:
+        message, _ = _error_message(resp)
+        raise ModelError(scrub(f"{url} answered HTTP {resp.status_code}: {message}"))
+    try:
+        data = resp.json()
+        items = data["data"] if isinstance(data, dict) else data
+        return [str(item["id"]) for item in items]
+    except (ValueError, KeyError, TypeError):
+        raise ModelError(f"{url} did not answer with an OpenAI model list: {resp.text[:200]!r}") from None
+
+
+def resolve_model_name(base_url: str, api_key: str | None, explicit: str | None, config: ModelConfig) -> str:
+    """``--model``, else the config's ``model_name``, else the one model the server lists."""
+    if explicit:
+        return explicit
+    if config.model_name:
+        return config.model_name
+    try:
+        models = list_models(base_url, api_key)
+    except ModelError as exc:
+        raise UserError(
+            f"no --model given and no model_name in the config, and listing models failed: {exc}"
+        ) from None
+    if len(models) == 1:
+        return models[0]
+    if not models:
+        raise UserError(f"the model server at {base_url} lists no models; pass --model NAME")
+    shown = ", ".join(models[:20]) + (f", ... ({len(models)} in all)" if len(models) > 20 else "")
+    raise UserError(f"the model server at {base_url} lists several models ({shown}); pick one with --model")

@@ -1,0 +1,307 @@
+"""The model client against a real loopback HTTP server: what it sends, retries, faults, secrecy."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import pytest
+from servers.model_server import ModelServer, Reply, ScriptedResponder
+
+from agentdata_tui.config import ModelConfig
+from agentdata_tui.errors import UserError
+from agentdata_tui.interfaces import ContextLengthExceeded, ModelError
+from agentdata_tui.model.client import OpenAIModel, list_models, parse_retry_after, resolve_model_name
+
+KEY = "sk-test-SECRET-0123456789"
+MESSAGES = [{"role": "system", "content": "sys"}, {"role": "user", "content": "fix task-1"}]
+
+
+def make_model(server: ModelServer, key: str | None = KEY, **cfg) -> OpenAIModel:
+    flags = {k: cfg.pop(k) for k in ("temperature", "max_tokens") if k in cfg}
+    model = OpenAIModel(server.base_url, key, "test-model", ModelConfig(**cfg), **flags)
+    model.backoff_base = 0.01
+    return model
+
+
+@pytest.fixture
+def server():
+    with ModelServer() as s:
+        yield s
+
+
+def test_sends_model_messages_kwargs_extra_body_and_headers(server):
+    model = make_model(
+        server,
+        temperature=0.7,
+        max_tokens=321,
+        model_kwargs={
+            "temperature": 0.0,
+            "max_tokens": 99,
+            "top_p": 0.9,
+            "stop": ["</s>"],
+            "seed": 7,
+            "drop_params": True,
+            "custom_llm_provider": "openai",
+            "extra_body": {"top_k": 20},
+        },
+        extra_body={"chat_template_kwargs": {"enable_thinking": False}},
+        extra_headers={"X-Team": "data"},
+    )
+    resp = model.query(MESSAGES)
+    assert resp.content.startswith("THOUGHT")
+    [req] = server.chat_requests()
+    body = req.body
+    assert body["model"] == "test-model"
+    assert body["messages"] == MESSAGES
+    assert body["temperature"] == 0.7  # the flag wins over model_kwargs
+    assert body["max_tokens"] == 321
+    assert body["top_p"] == 0.9 and body["stop"] == ["</s>"] and body["seed"] == 7
+    assert body["chat_template_kwargs"] == {"enable_thinking": False}
+    assert body["top_k"] == 20
+    assert "tools" not in body
+    for key in ("drop_params", "custom_llm_provider", "extra_body", "extra_headers"):
+        assert key not in body
+    assert req.headers["Authorization"] == f"Bearer {KEY}"
+    assert req.headers["X-Team"] == "data"
+    assert req.path == "/v1/chat/completions"
+
+
+def test_config_kwargs_used_without_flags_and_nothing_when_neither(server):
+    make_model(server, model_kwargs={"temperature": 0.2}).query(MESSAGES)
+    make_model(server, key=None).query(MESSAGES, tools=[{"type": "function", "function": {"name": "bash"}}])
+    first, second = server.chat_requests()
+    assert first.body["temperature"] == 0.2 and "max_tokens" not in first.body
+    assert "temperature" not in second.body and "max_tokens" not in second.body
+    assert second.body["tools"][0]["function"]["name"] == "bash"
+    assert "Authorization" not in second.headers
+
+
+def test_usage_finish_reason_reasoning_and_tool_calls():
+    replies = iter(
+        [
+            Reply(content="a", reasoning_content="think 1", prompt_tokens=11, completion_tokens=5),
+            Reply(content="b", reasoning_content="think 2", reasoning_field="reasoning"),
+            Reply(
+                content=None,
+                tool_calls=[
+                    {"id": "c1", "type": "function", "function": {"name": "bash", "arguments": "{}"}}
+                ],
+                finish_reason="tool_calls",
+            ),
+        ]
+    )
+    with ModelServer(lambda body: next(replies)) as s:
+        model = make_model(s)
+        r1, r2, r3 = (model.query(MESSAGES) for _ in range(3))
+    assert (r1.content, r1.reasoning_content, r1.prompt_tokens, r1.completion_tokens) == (
+        "a",
+        "think 1",
+        11,
+        5,
+    )
+    assert r1.finish_reason == "stop" and r1.latency_s > 0
+    assert r2.reasoning_content == "think 2"
+    assert r3.content == "" and r3.tool_calls[0]["id"] == "c1" and r3.finish_reason == "tool_calls"
+
+
+def test_429_then_success_honours_retry_after(server):
+    server.add_faults(("status", 429, {"Retry-After": "0"}), ("status", 429, {"Retry-After": "1"}))
+    model = make_model(server)
+    model.backoff_base = 30  # would fail the test's patience if Retry-After were ignored
+    start = time.monotonic()
+    resp = model.query(MESSAGES)
+    elapsed = time.monotonic() - start
+    assert resp.content
+    assert len(server.chat_requests()) == 3
+    assert 0.9 <= elapsed < 10
+
+
+def test_retry_after_http_date_and_seconds():
+    assert parse_retry_after("2") == 2.0
+    assert parse_retry_after(None) is None and parse_retry_after("soon") is None
+    future = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + 30))
+    assert 25 <= parse_retry_after(future) <= 31
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
+
+
+def test_500_retried_then_success(server):
+    server.add_faults(("status", 500), ("status", 503))
+    assert make_model(server).query(MESSAGES).content
+    assert len(server.chat_requests()) == 3
+
+
+def test_5xx_forever_gives_model_error_after_max_retries(server):
+    server.add_faults(*[("status", 502)] * 10)
+    with pytest.raises(ModelError, match="after 3 attempts.*HTTP 502"):
+        make_model(server, max_retries=2).query(MESSAGES)
+    assert len(server.chat_requests()) == 3
+
+
+def test_hang_past_read_timeout_is_retried(server):
+    server.add_faults(("hang", 5))
+    start = time.monotonic()
+    assert make_model(server, request_timeout=0.3).query(MESSAGES).content
+    assert time.monotonic() - start < 4
+    assert len(server.chat_requests()) == 2
+
+
+def test_hang_every_time_ends_in_model_error(server):
+    server.add_faults(*[("hang", 5)] * 3)
+    with pytest.raises(ModelError, match=r"no answer within 0.3s"):
+        make_model(server, request_timeout=0.3, max_retries=1).query(MESSAGES)
+    assert len(server.chat_requests()) == 2
+
+
+def test_malformed_body_retried_then_success_or_model_error(server):
+    server.add_faults(("malformed",), ("no_choices",))
+    assert make_model(server).query(MESSAGES).content
+    server.add_faults(*[("malformed",)] * 3)
+    with pytest.raises(ModelError, match="malformed reply"):
+        make_model(server, max_retries=2).query(MESSAGES)
+
+
+def test_context_length_400_is_not_retried(server):
+    server.add_faults(("context_length",))
+    with pytest.raises(ContextLengthExceeded, match="maximum context length"):
+        make_model(server).query(MESSAGES)
+    assert len(server.chat_requests()) == 1
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "This model's maximum context length is 4096 tokens. However, you requested 5000 tokens",
+        "The prompt is too long: 40000, model maximum context length: 32768",
+    ],
+)
+def test_vllm_and_sglang_context_messages(server, message):
+    server.add_faults(("error", 400, message))
+    with pytest.raises(ContextLengthExceeded):
+        make_model(server).query(MESSAGES)
+
+
+def test_other_4xx_is_model_error_with_server_message_and_no_key(server, caplog):
+    caplog.set_level(logging.DEBUG)
+    server.add_faults(("error", 401, f"Incorrect API key provided: {KEY}."))
+    model = make_model(server)
+    with pytest.raises(ModelError) as info:
+        model.query(MESSAGES)
+    assert "HTTP 401" in str(info.value) and "Incorrect API key provided" in str(info.value)
+    assert len(server.chat_requests()) == 1
+    assert KEY not in str(info.value) and KEY not in repr(info.value)
+    assert KEY not in repr(model)
+    assert KEY not in caplog.text
+
+
+def test_key_reaches_only_the_authorization_header(server, caplog):
+    caplog.set_level(logging.DEBUG)
+    server.add_faults(("status", 500), ("malformed",))
+    model = make_model(server)
+    model.query(MESSAGES)
+    assert "retry" in caplog.text  # the retries were logged ...
+    assert KEY not in caplog.text  # ... without the key
+    for req in server.requests:
+        assert KEY.encode() not in req.raw
+        others = {k: v for k, v in req.headers.items() if k.lower() != "authorization"}
+        assert KEY not in repr(others)
+        assert req.headers["Authorization"] == f"Bearer {KEY}"
+
+
+def test_connection_refused_is_retried_then_model_error():
+    with ModelServer() as s:
+        url = s.base_url
+    model = OpenAIModel(url, KEY, "m", ModelConfig(max_retries=2))
+    model.backoff_base = 0.01
+    with pytest.raises(ModelError, match="cannot connect") as info:
+        model.query(MESSAGES)
+    assert KEY not in str(info.value)
+
+
+def test_max_concurrent_requests_bounds_requests_in_flight():
+    with ModelServer(latency=0.2) as s:
+        model = make_model(s, max_concurrent_requests=2)
+        errors: list[BaseException] = []
+
+        def call() -> None:
+            try:
+                model.query(MESSAGES)
+            except BaseException as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=call) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=30)
+    assert not errors
+    assert len(s.chat_requests()) == 8
+    assert s.max_in_flight == 2
+
+
+def test_unbounded_when_limit_is_zero():
+    with ModelServer(latency=0.3) as s:
+        model = make_model(s)
+        threads = [threading.Thread(target=model.query, args=(MESSAGES,)) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=30)
+    assert s.max_in_flight >= 4
+
+
+def test_close_ends_a_pending_backoff(server):
+    server.add_faults(("status", 503, {"Retry-After": "60"}))
+    model = make_model(server)
+    result: list[BaseException] = []
+    t = threading.Thread(target=lambda: result.append(pytest.raises(ModelError, model.query, MESSAGES).value))
+    t.start()
+    deadline = time.monotonic() + 10
+    while not server.chat_requests() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    model.close()
+    t.join(timeout=10)
+    assert not t.is_alive()
+    assert "closed" in str(result[0])
+
+
+def test_list_models_and_resolve_model_name():
+    with ModelServer(models=("only-one",)) as s:
+        assert list_models(s.base_url, KEY) == ["only-one"]
+        assert resolve_model_name(s.base_url, KEY, None, ModelConfig()) == "only-one"
+        assert resolve_model_name(s.base_url, KEY, "explicit", ModelConfig(model_name="cfg")) == "explicit"
+        assert resolve_model_name(s.base_url, KEY, None, ModelConfig(model_name="cfg")) == "cfg"
+        assert s.requests[0].headers["Authorization"] == f"Bearer {KEY}"
+    with (
+        ModelServer(models=("a", "b")) as s,
+        pytest.raises(UserError, match=r"several models \(a, b\).*--model"),
+    ):
+        resolve_model_name(s.base_url, KEY, None, ModelConfig())
+    with ModelServer(models=()) as s, pytest.raises(UserError, match="lists no models"):
+        resolve_model_name(s.base_url, KEY, None, ModelConfig())
+    with pytest.raises(UserError, match="cannot reach") as info:
+        resolve_model_name(url := s.base_url, KEY, None, ModelConfig())
+    assert url in str(info.value) and KEY not in str(info.value)
+
+
+def test_list_models_reports_http_errors(server):
+    server.add_faults(("error", 403, "forbidden here"))
+    with pytest.raises(ModelError, match="HTTP 403: forbidden here"):
+        list_models(server.base_url, None)
+
+
+def test_scripted_responder_picks_by_instance_and_turn():
+    responder = ScriptedResponder({"task-1": ["one", "two"], "task-10": ["ten"]}, default=["dflt"])
+    with ModelServer(responder) as s:
+        model = make_model(s)
+        assert model.query([{"role": "user", "content": "task-1"}]).content == "one"
+        turn2 = [
+            {"role": "user", "content": "task-1"},
+            {"role": "assistant", "content": "one"},
+            {"role": "user", "content": "x"},
+        ]
+        assert model.query(turn2).content == "two"
+        assert model.query(turn2 + turn2[1:]).content == "two"  # past the end: the last reply
+        assert model.query([{"role": "user", "content": "task-10"}]).content == "ten"
+        assert model.query([{"role": "user", "content": "other"}]).content == "dflt"
