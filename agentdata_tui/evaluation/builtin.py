@@ -1,0 +1,202 @@
+"""The built-in evaluator (DESIGN §4): grade a patch in a fresh sandbox by the instance's ``eval``.
+
+It only talks to the sandbox through ``execute``, so the same code grades patches in a local
+copy or in a Docker container: the caller passes a factory that builds a fresh sandbox of the
+kind the rollout used. The reward rule is the contract users train on, written out once here:
+
+- ``patch_failed`` / ``tests_failed`` / ``timeout`` → reward 0, success false;
+- ``correct`` without a benchmark → reward 1, success true;
+- with a benchmark → reward = clamp(ln(speedup) / ln(target_speedup), 0, 1),
+  success = speedup ≥ min_speedup (status ``correct`` or ``correct_no_speedup``);
+- no ``eval`` block → ``not_evaluated``, reward 0, success false;
+- speedups above 10× are flagged for review.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import math
+import statistics
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from agentdata_tui.dataset import EvalSpec, Instance
+from agentdata_tui.interfaces import EvalResult, ExecResult, Sandbox, SandboxError
+
+SUSPICIOUS_SPEEDUP = 10.0
+OUTPUT_KEEP = 4000  # characters of test/benchmark output kept in evaluation_info
+_CHUNK = 60_000  # base64 characters per command (well below the kernel's 128 KiB per argument)
+
+SandboxFactory = Callable[[Instance], Sandbox]
+
+
+def reward_for_speedup(speedup: float, target_speedup: float) -> float:
+    """clamp(ln(speedup) / ln(target_speedup), 0, 1)."""
+    if not speedup or speedup <= 0 or not math.isfinite(speedup):
+        return 0.0
+    return max(0.0, min(1.0, math.log(speedup) / math.log(target_speedup)))
+
+
+def _tail(text: str, limit: int = OUTPUT_KEEP) -> str:
+    return text if len(text) <= limit else f"[... {len(text) - limit} characters]\n" + text[-limit:]
+
+
+class EvalTimeout(Exception):
+    """One of the evaluation's commands ran past ``eval.timeout``."""
+
+
+class BuiltinEvaluator:
+    """Implements ``interfaces.Evaluator`` with a fresh sandbox per evaluation."""
+
+    def __init__(self, sandbox_factory: SandboxFactory) -> None:
+        self.sandbox_factory = sandbox_factory
+
+    def evaluate(
+        self, instance: dict[str, Any] | Instance, patch: str, *, run_id: str = "", sample_index: int = 0
+    ) -> EvalResult:
+        inst = instance if isinstance(instance, Instance) else Instance.model_validate(instance)
+        spec = inst.eval
+        if spec is None or not (spec.test_command or spec.benchmark_command):
+            return EvalResult(0.0, False, None, {"status": "not_evaluated"})
+        sandbox = self.sandbox_factory(inst)
+        try:
+            sandbox.start()
+            return self._grade(sandbox, spec, patch)
+        except SandboxError as exc:
+            # The grading environment failed, not the patch: the caller records it as an error.
+            raise SandboxError(f"evaluation sandbox: {exc}") from exc
+        finally:
+            sandbox.close()
+
+    # -- the steps -------------------------------------------------------------------
+    def _grade(self, sb: Sandbox, spec: EvalSpec, patch: str) -> EvalResult:
+        info: dict[str, Any] = {"status": "", "patch_bytes": len(patch.encode("utf-8"))}
+        patch_file = ""
+        try:
+            if patch.strip():
+                patch_file = self._upload(sb, patch, spec.timeout)
+                check = self._run(sb, _apply_cmd(patch_file, check=True), spec.timeout)
+                if check.returncode != 0:
+                    return _fail("patch_failed", info, check)
+            else:
+                info["empty_patch"] = True
+            base_times: list[float] = []
+            if spec.benchmark_command:
+                base_times = self._bench(sb, spec, "base", info)
+                if base_times is None:  # the unpatched code's benchmark fails: the task is broken
+                    return EvalResult(0.0, False, None, info)
+            if patch_file:
+                applied = self._run(sb, _apply_cmd(patch_file, check=False), spec.timeout)
+                if applied.returncode != 0:
+                    return _fail("patch_failed", info, applied)
+            if spec.test_command:
+                tests = self._run(sb, spec.test_command, spec.timeout)
+                info["test_returncode"] = tests.returncode
+                info["test_output"] = _tail(tests.output)
+                if tests.returncode != 0:
+                    info["status"] = "tests_failed"
+                    return EvalResult(0.0, False, None, info)
+            if not spec.benchmark_command:
+                info["status"] = "correct"
+                return EvalResult(1.0, True, None, info)
+            patched_times = self._bench(sb, spec, "patched", info)
+            if patched_times is None:
+                info["status"] = "tests_failed"  # the patched code breaks the benchmark
+                return EvalResult(0.0, False, None, info)
+            return _score(spec, base_times, patched_times, info)
+        except EvalTimeout as exc:
+            info["status"] = "timeout"
+            info["timeout_command"] = str(exc)
+            info["timeout_s"] = spec.timeout
+            return EvalResult(0.0, False, None, info)
+        finally:
+            if patch_file:  # outside the repo (e.g. /tmp): the sandbox's cleanup may not reach it
+                with contextlib.suppress(Exception):
+                    sb.execute(f'rm -f "{patch_file}"', timeout=30)
+
+    def _run(self, sb: Sandbox, command: str, timeout: float) -> ExecResult:
+        res = sb.execute(command, timeout=timeout)
+        if res.timed_out:
+            raise EvalTimeout(command)
+        return res
+
+    def _upload(self, sb: Sandbox, patch: str, timeout: float) -> str:
+        """Write the patch into the sandbox through commands only (works for any Sandbox)."""
+        name = f"${{TMPDIR:-/tmp}}/agentdata-{uuid.uuid4().hex}.patch"
+        encoded = base64.b64encode(patch.encode("utf-8")).decode("ascii")
+        for i in range(0, len(encoded), _CHUNK):
+            op = ">" if i == 0 else ">>"
+            res = self._run(sb, f"printf '%s' '{encoded[i : i + _CHUNK]}' {op} \"{name}.b64\"", timeout)
+            if res.returncode != 0:
+                raise SandboxError(f"cannot write the patch into the sandbox: {res.output.strip()[-200:]}")
+        res = self._run(sb, f'base64 -d "{name}.b64" > "{name}" && rm -f "{name}.b64"', timeout)
+        if res.returncode != 0:
+            raise SandboxError(f"cannot decode the patch in the sandbox: {res.output.strip()[-200:]}")
+        return name
+
+    def _bench(self, sb: Sandbox, spec: EvalSpec, label: str, info: dict[str, Any]) -> list[float] | None:
+        assert spec.benchmark_command
+        for _ in range(spec.warmup):
+            res = self._run(sb, spec.benchmark_command, spec.timeout)
+            if res.returncode != 0:
+                return _bench_failed(label, res, info)
+        times: list[float] = []
+        for _ in range(spec.repeats):
+            res = self._run(sb, spec.benchmark_command, spec.timeout)
+            if res.returncode != 0:
+                return _bench_failed(label, res, info)
+            times.append(round(res.exec_time_s, 6))
+        info[f"{label}_times"] = times
+        info[f"{label}_median"] = statistics.median(times)
+        return times
+
+
+def _apply_cmd(patch_file: str, *, check: bool) -> str:
+    flags = "--check " if check else ""
+    # Patch paths are relative to the repository root, whatever the sandbox's cwd is.
+    return (
+        'cd "$(git rev-parse --show-toplevel 2>/dev/null || pwd)" && '
+        f'git apply {flags}--whitespace=nowarn "{patch_file}"'
+    )
+
+
+def _fail(status: str, info: dict[str, Any], res: ExecResult) -> EvalResult:
+    info["status"] = status
+    info["output"] = _tail(res.output)
+    return EvalResult(0.0, False, None, info)
+
+
+def _bench_failed(label: str, res: ExecResult, info: dict[str, Any]) -> None:
+    info[f"{label}_benchmark_returncode"] = res.returncode
+    info[f"{label}_benchmark_output"] = _tail(res.output)
+    if label == "base":
+        info["status"] = "error"
+        info["error"] = "the benchmark fails on the unpatched code"
+    return None
+
+
+def _score(spec: EvalSpec, base: list[float], patched: list[float], info: dict[str, Any]) -> EvalResult:
+    base_median = statistics.median(base)
+    patched_median = statistics.median(patched)
+    speedup = base_median / patched_median if patched_median > 0 else math.inf
+    if not math.isfinite(speedup):
+        speedup = 1e6
+    speedup = round(speedup, 4)
+    reward = round(reward_for_speedup(speedup, spec.target_speedup), 6)
+    success = speedup >= spec.min_speedup
+    info.update(
+        {
+            "status": "correct" if success else "correct_no_speedup",
+            "speedup": speedup,
+            "min_speedup": spec.min_speedup,
+            "target_speedup": spec.target_speedup,
+            "warmup": spec.warmup,
+            "repeats": spec.repeats,
+        }
+    )
+    if speedup > SUSPICIOUS_SPEEDUP:
+        info["speedup_flagged"] = True
+        info["review"] = f"speedup above {SUSPICIOUS_SPEEDUP:g}x: check the benchmark measures the same work"
+    return EvalResult(reward, success, speedup, info)
