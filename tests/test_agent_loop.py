@@ -1,0 +1,446 @@
+"""The agent loop with real ``bash -c`` commands in the local sandbox (issue 3 §1, §7)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from agentdata_tui.agent.loop import Agent, cut_middle, is_submission
+from agentdata_tui.config import Config, config_from_dict, load_config
+from agentdata_tui.dataset import Instance
+from agentdata_tui.errors import UserError
+from agentdata_tui.interfaces import (
+    ContextLengthExceeded,
+    ExecResult,
+    ModelError,
+    ModelResponse,
+    RolloutCancelled,
+    RolloutContext,
+    SandboxError,
+)
+from agentdata_tui.sandbox import SandboxContext
+from agentdata_tui.sandbox.local import LocalSandbox
+
+SUBMIT = "Done.\n\n```bash\necho COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT\n```"
+STEP_FIELDS = {
+    "step",
+    "command",
+    "returncode",
+    "prompt_tokens",
+    "completion_tokens",
+    "model_latency_s",
+    "exec_time_s",
+    "assistant",
+    "observation",
+}
+
+
+def bash(cmd: str, thought: str = "THOUGHT: next.") -> str:
+    return f"{thought}\n\n```bash\n{cmd}\n```"
+
+
+class ScriptModel:
+    """Plays replies in order (the last repeats) and keeps a copy of every request it saw."""
+
+    name = "script"
+
+    def __init__(self, replies: list[Any], prompt_tokens: int = 10, completion_tokens: int = 5) -> None:
+        self.replies = replies
+        self.prompt_tokens = prompt_tokens
+        self.completion_tokens = completion_tokens
+        self.seen: list[list[dict[str, Any]]] = []
+        self.tools: list[Any] = []
+
+    def query(self, messages, *, tools=None, context=None) -> ModelResponse:
+        self.seen.append(copy.deepcopy(messages))
+        self.tools.append(tools)
+        reply = self.replies[min(len(self.seen) - 1, len(self.replies) - 1)]
+        if isinstance(reply, BaseException):
+            raise reply
+        if isinstance(reply, ModelResponse):
+            return reply
+        return ModelResponse(
+            content=reply,
+            prompt_tokens=self.prompt_tokens,
+            completion_tokens=self.completion_tokens,
+            finish_reason="stop",
+            latency_s=0.01,
+        )
+
+
+def instance(**extra: Any) -> Instance:
+    return Instance(instance_id="demo-1", problem_statement="Fix the bug in demo-1.", **extra)
+
+
+def run_agent(config: Config, model, inst: Instance | None = None, sandbox=None, **kwargs):
+    inst = inst or instance()
+    steps: list[dict[str, Any]] = []
+    sandbox = sandbox or LocalSandbox(inst, config.environment, context=SandboxContext())
+    sandbox.start()
+    try:
+        agent = Agent(
+            config,
+            model,
+            sandbox,
+            instance=inst,
+            context=RolloutContext(instance_id=inst.instance_id),
+            on_step=steps.append,
+            **kwargs,
+        )
+        result = agent.run()
+        diff = sandbox.diff()[0] if hasattr(sandbox, "diff") else ""
+    finally:
+        sandbox.close()
+    return result, steps, diff
+
+
+@pytest.fixture
+def config() -> Config:
+    return load_config()
+
+
+def test_submission_records_messages_steps_and_events(config):
+    model = ScriptModel([bash("echo hello > greeting.txt && echo wrote"), SUBMIT])
+    result, events, diff = run_agent(config, model)
+    assert result.exit_status == "Submitted" and result.error is None
+    assert result.model_calls == 2
+    roles = [m["role"] for m in result.messages]
+    assert roles == ["system", "user", "assistant", "user", "assistant"]
+    assert "Fix the bug in demo-1." in result.messages[1]["content"]
+    assert "<returncode>0</returncode>" in result.messages[3]["content"]
+    assert "wrote" in result.messages[3]["content"]
+    assert result.messages[-1]["content"] == SUBMIT  # the submission's output is not sent back
+    assert model.seen[1] == result.messages[:4]  # exactly what the model saw
+    assert "greeting.txt" in diff and "+hello" in diff
+    first = result.steps[0]
+    assert first.command == "echo hello > greeting.txt && echo wrote"
+    assert first.returncode == 0 and first.exec_time_s > 0 and first.prompt_tokens == 10
+    assert first.finish_reason == "stop" and not first.timed_out and not first.output_truncated
+    assert result.steps[1].command == "echo COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT"
+    assert [set(e) for e in events] == [STEP_FIELDS, STEP_FIELDS]
+    assert [e["step"] for e in events] == [1, 2]
+    assert "wrote" in events[0]["observation"] and events[0]["assistant"].startswith("THOUGHT")
+    assert events[1]["observation"].startswith("COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT")
+
+
+def test_submission_markers_only_on_the_first_line(config):
+    assert is_submission("\n  MINI_SWE_AGENT_FINAL_OUTPUT\nrest")
+    assert is_submission("COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT")
+    assert not is_submission("x\nCOMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT")
+    assert not is_submission("")
+    model = ScriptModel(
+        [
+            bash("echo x; echo COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT"),
+            bash("printf '\\n  MINI_SWE_AGENT_FINAL_OUTPUT\\nlater'"),
+        ]
+    )
+    result, _, _ = run_agent(config, model)
+    assert result.exit_status == "Submitted" and result.model_calls == 2
+
+
+def test_format_errors_end_as_repeated_format_error(config):
+    two_blocks = bash("ls") + "\n" + bash("pwd")
+    model = ScriptModel(["no block at all", two_blocks, "still nothing"])
+    result, events, _ = run_agent(config, model)
+    assert result.exit_status == "RepeatedFormatError"
+    assert result.model_calls == 3 and result.format_errors == 3
+    errors = [m["content"] for m in result.messages if m["role"] == "user"][1:]
+    assert len(errors) == 2  # the third error ends the rollout: the model never sees it
+    assert "found 0 actions" in errors[0] and "found 2 actions" in errors[1]
+    assert all(s.command is None for s in result.steps)
+    assert "EXACTLY ONE action" in events[2]["observation"]
+
+
+def test_format_error_count_resets_after_a_valid_action(config):
+    model = ScriptModel(["none", "none", bash("true"), "none", "none", SUBMIT])
+    result, _, _ = run_agent(config, model)
+    assert result.exit_status == "Submitted"
+    assert result.format_errors == 4 and result.model_calls == 6
+
+
+def test_step_limit(config):
+    config.agent.step_limit = 2
+    result, _, _ = run_agent(config, ScriptModel([bash("ls")]))
+    assert result.exit_status == "LimitsExceeded" and result.model_calls == 2
+    assert result.messages[-1]["role"] == "user"  # the last observation, no invented exit message
+
+
+def test_cost_limit(config):
+    config.model.input_cost_per_token = 0.001
+    config.model.output_cost_per_token = 0.002
+    config.agent.cost_limit = 0.25  # 100 * 0.001 + 10 * 0.002 = 0.12 per call
+    result, _, _ = run_agent(config, ScriptModel([bash("ls")], prompt_tokens=100, completion_tokens=10))
+    assert result.exit_status == "LimitsExceeded"
+    assert result.model_calls == 3
+    assert result.cost == pytest.approx(0.36)
+
+
+def test_zero_costs_never_hit_the_cost_limit(config):
+    config.agent.step_limit = 4
+    result, _, _ = run_agent(config, ScriptModel([bash("true")]))
+    assert result.cost == 0 and result.model_calls == 4
+
+
+def test_wall_time_limit(config):
+    config.agent.wall_time_limit_seconds = 1
+    result, _, _ = run_agent(config, ScriptModel([bash("sleep 0.4")]))
+    assert result.exit_status == "TimeExceeded"
+    assert 2 <= result.model_calls <= 4
+    assert result.elapsed_s >= 1
+
+
+def test_wall_time_limit_shortens_a_long_command(config):
+    config.agent.wall_time_limit_seconds = 1.5
+    config.environment.timeout = 60
+    result, _, _ = run_agent(config, ScriptModel([bash("sleep 30")]))
+    assert result.exit_status == "TimeExceeded"
+    assert result.steps[0].timed_out
+    assert result.elapsed_s < 10
+
+
+def test_timeout_template(config):
+    config.environment.timeout = 0.5
+    model = ScriptModel([bash("echo partial; sleep 5"), SUBMIT])
+    result, _, _ = run_agent(config, model)
+    assert result.exit_status == "Submitted"
+    obs = result.messages[3]["content"]
+    assert "timed out" in obs and "<command>echo partial; sleep 5</command>" in obs and "partial" in obs
+    assert result.steps[0].timed_out and result.steps[0].exec_time_s < 3
+
+
+def test_long_output_is_cut_to_head_and_tail(config):
+    config.agent.observation_max_chars = 200
+    result, events, _ = run_agent(config, ScriptModel([bash("seq 1 20000"), SUBMIT]))
+    obs = result.messages[3]["content"]
+    assert "characters elided" in obs
+    assert "\n1\n2\n3\n" in obs and "19999\n20000" in obs
+    assert len(obs) < 600
+    assert result.steps[0].output_truncated and not result.steps[1].output_truncated
+    text, cut = cut_middle("a" * 50 + "b" * 50, 20)
+    assert (
+        cut
+        and text.startswith("a" * 10)
+        and text.endswith("b" * 10)
+        and "[... 80 characters elided ...]" in text
+    )
+
+
+def test_reasoning_content_kept_on_assistant_messages(config):
+    reply = ModelResponse(
+        content=SUBMIT, reasoning_content="I should submit.", prompt_tokens=3, completion_tokens=2
+    )
+    result, _, _ = run_agent(config, ScriptModel([reply]))
+    assert result.messages[-1] == {
+        "role": "assistant",
+        "content": SUBMIT,
+        "reasoning_content": "I should submit.",
+    }
+
+
+def test_tool_call_mode(config):
+    config.agent.action_format = "tool_call"
+
+    def call(cid: str, command: str) -> dict[str, Any]:
+        import json
+
+        return {
+            "id": cid,
+            "type": "function",
+            "function": {"name": "bash", "arguments": json.dumps({"command": command})},
+        }
+
+    replies = [
+        ModelResponse(content="Look first.", tool_calls=[call("c1", "echo one"), call("c2", "echo two")]),
+        ModelResponse(content="No tool call here."),
+        ModelResponse(
+            content="",
+            tool_calls=[{"id": "c3", "type": "function", "function": {"name": "python", "arguments": "{}"}}],
+        ),
+        ModelResponse(
+            content="Submit.", tool_calls=[call("c4", "echo COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT")]
+        ),
+    ]
+    model = ScriptModel(replies)
+    result, events, _ = run_agent(config, model)
+    assert result.exit_status == "Submitted"
+    assert model.tools[0][0]["function"]["name"] == "bash"
+    assert model.tools[0][0]["function"]["parameters"]["required"] == ["command"]
+    m = result.messages
+    assert [x["role"] for x in m] == [
+        "system",
+        "user",
+        "assistant",
+        "tool",
+        "tool",
+        "assistant",
+        "user",
+        "assistant",
+        "tool",
+        "assistant",
+    ]
+    assert m[2]["tool_calls"][0]["id"] == "c1"
+    assert m[3]["tool_call_id"] == "c1" and "one" in m[3]["content"]
+    assert m[4]["tool_call_id"] == "c2" and "two" in m[4]["content"]
+    assert "found 0 actions" in m[6]["content"]
+    assert m[8]["tool_call_id"] == "c3"  # a bad tool call is still answered, by its id
+    assert result.steps[0].command == "echo one\necho two"
+    assert result.format_errors == 2
+    assert events[0]["command"] == "echo one\necho two"
+
+
+def _v1_config() -> Config:
+    return config_from_dict(
+        {
+            "agent": {
+                "system_template": "You run on {{system}} {{machine}}; limit {{step_limit}} steps.",
+                "instance_template": "Task: {{task}}\nRepo: {{repo_name}} / {{instance.repo_name}} ({{instance.instance_id}})",
+                "action_observation_template": "rc={{output.returncode}}{% if output.exception_info %} exc{% endif %}\n{{output.output}}",
+                "format_error_template": "Need one action, got {{actions|length}}.",
+                "timeout_template": "TIMEOUT {{action['action']}}: {{output}}",
+                "step_limit": 5,
+            },
+            "environment": {"timeout": 0.5, "env": {"PAGER": "cat"}},
+            "model": {"model_name": "m", "model_kwargs": {"drop_params": True}},
+        }
+    )
+
+
+def _v2_config() -> Config:
+    return config_from_dict(
+        {
+            "agent": {
+                "system_template": "sys",
+                "instance_template": "Please solve: {{task}} (calls so far {{n_model_calls}}, cost {{model_cost}})",
+                "step_limit": 0,
+                "cost_limit": 3.0,
+            },
+            "environment": {"cwd": "", "timeout": 30, "env": {}},
+            "model": {
+                "model_name": "m",
+                "observation_template": "{% if output.exception_info %}<exception>{{output.exception_info}}</exception>\n{% endif %}<returncode>{{output.returncode}}</returncode>\n<output>\n{{output.output}}</output>",
+                "format_error_template": "Format error: {{error}}",
+                "action_regex": "```mswea_bash_command\\s*\\n(.*?)\\n```",
+            },
+        }
+    )
+
+
+def test_mini_swe_agent_1x_config_renders():
+    cfg = _v1_config()
+    model = ScriptModel(["nothing", bash("echo hi; sleep 3"), bash("echo out; exit 3"), SUBMIT])
+    result, _, _ = run_agent(cfg, model, instance(repo_name="demo/repo"))
+    m = result.messages
+    assert m[0]["content"].startswith("You run on ") and "limit 5 steps" in m[0]["content"]
+    assert m[1]["content"] == "Task: Fix the bug in demo-1.\nRepo: demo/repo / demo/repo (demo-1)"
+    assert m[3]["content"] == "Need one action, got 0."
+    assert m[5]["content"].startswith("TIMEOUT echo hi; sleep 3: hi")
+    assert m[7]["content"] == "rc=3\nout\n"
+    assert result.exit_status == "Submitted"
+
+
+def test_mini_swe_agent_2x_config_renders():
+    cfg = _v2_config()
+    mswea = "THOUGHT: x\n\n```mswea_bash_command\n{}\n```"
+    model = ScriptModel(
+        [bash("ls"), mswea.format("echo two"), mswea.format("echo COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT")]
+    )
+    result, _, _ = run_agent(cfg, model)
+    m = result.messages
+    assert m[1]["content"] == "Please solve: Fix the bug in demo-1. (calls so far 0, cost 0.0)"
+    assert (
+        m[3]["content"] == "Format error: Expected exactly 1 action, found 0."
+    )  # ```bash is not 2.x's block
+    assert m[5]["content"] == "<returncode>0</returncode>\n<output>\ntwo\n</output>"
+    assert result.exit_status == "Submitted"
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "source"),
+    [
+        ("agent", "instance_template", "Task {{no_such_var}}"),
+        ("agent", "system_template", "{% if %}"),
+        ("model", "observation_template", "{{output.nope}}"),
+    ],
+)
+def test_template_errors_name_the_template(section, key, source):
+    cfg = load_config()
+    setattr(getattr(cfg, section), key, source)
+    with pytest.raises(UserError, match=f"template {section}.{key}"):
+        run_agent(cfg, ScriptModel([bash("ls"), SUBMIT]))
+
+
+def test_bad_action_regex_is_a_user_error(config):
+    config.model.action_regex = "```(bash"
+    with pytest.raises(UserError, match="action_regex"):
+        run_agent(config, ScriptModel([SUBMIT]))
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [
+        (ModelError("model server failed after 6 attempts: HTTP 500"), "ModelError"),
+        (ContextLengthExceeded("context length exceeded: too long"), "ContextLengthExceeded"),
+    ],
+)
+def test_model_errors_become_exit_statuses(config, error, status):
+    result, events, _ = run_agent(config, ScriptModel([bash("true"), error]))
+    assert result.exit_status == status
+    assert result.error == str(error)
+    assert result.model_calls == 1 and len(result.steps) == 1 and len(events) == 1
+
+
+class BrokenSandbox:
+    def start(self) -> None:
+        pass
+
+    def execute(self, command: str, timeout: float | None = None) -> ExecResult:
+        if "crash" in command:
+            raise SandboxError("container vanished")
+        if "bug" in command:
+            raise RuntimeError("bug in a sandbox class")
+        return ExecResult(output="ok\n", returncode=0, exec_time_s=0.001)
+
+    def diff(self) -> tuple[str, bool]:
+        return "", False
+
+    def close(self) -> None:
+        pass
+
+
+def test_sandbox_error_becomes_exit_status(config):
+    result, events, _ = run_agent(config, ScriptModel([bash("true"), bash("crash")]), sandbox=BrokenSandbox())
+    assert result.exit_status == "SandboxError" and result.error == "container vanished"
+    assert result.steps[-1].command == "crash" and result.steps[-1].returncode is None
+    assert "container vanished" in events[-1]["observation"]
+
+
+def test_other_exceptions_propagate(config):
+    with pytest.raises(RuntimeError, match="bug in a sandbox class"):
+        run_agent(config, ScriptModel([bash("bug")]), sandbox=BrokenSandbox())
+
+
+def test_should_stop_cancels_at_a_step_boundary(config):
+    calls = []
+
+    def should_stop() -> bool:
+        calls.append(1)
+        return len(calls) > 2
+
+    model = ScriptModel([bash("true")])
+    with pytest.raises(RolloutCancelled):
+        run_agent(config, model, sandbox=BrokenSandbox(), should_stop=should_stop)
+    assert len(model.seen) == 2
+
+
+def test_model_error_during_a_stop_is_a_cancellation(config):
+    stopping = {"now": False}
+
+    class StoppingModel(ScriptModel):
+        def query(self, messages, **kw):
+            stopping["now"] = True
+            raise ModelError("model client closed")
+
+    with pytest.raises(RolloutCancelled):
+        run_agent(config, StoppingModel([]), sandbox=BrokenSandbox(), should_stop=lambda: stopping["now"])
