@@ -1,0 +1,764 @@
+"""Docker sandboxes: one container per rollout, on the local daemon or on remote Docker servers.
+
+Why it looks like this (DESIGN §4, issue 4):
+- ``environment_class: docker`` talks to the local daemon (``DOCKER_HOST`` or the unix
+  socket), ``docker_remote`` to the ``--docker-server HOST:PORT`` endpoints (TLS from
+  ``DOCKER_TLS_VERIFY``/``DOCKER_CERT_PATH``). With several servers a rollout goes to the one
+  with the fewest containers of this process in use.
+- The container only sleeps; every command is an exec of the interpreter, wrapped in
+  ``timeout -s KILL`` inside the container (the Engine API cannot kill an exec) and bounded on
+  the client too: the exec socket is read with a deadline, so a daemon that stops answering or
+  a backgrounded process holding the stream open never hangs a rollout.
+- The diff base is the tree after ``setup_command``, written with ``git add -A && git
+  write-tree`` through a private index (no commit; the agent's git view is untouched).
+- Containers are removed whatever happens: ``close()`` is idempotent, live sandboxes sit in a
+  registry that :func:`close_all` drains (the runner's SIGTERM/Ctrl+C path, and ``atexit``),
+  and ``agentdata-tui cleanup`` finds what a killed process left behind by label.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import logging
+import math
+import os
+import select
+import shlex
+import socket
+import struct
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from agentdata_tui.config import EnvironmentConfig
+from agentdata_tui.dataset import Instance
+from agentdata_tui.errors import UserError
+from agentdata_tui.interfaces import ExecResult, SandboxError
+from agentdata_tui.sandbox.local import DIFF_EXCLUDES, DIFF_LIMIT, OUTPUT_HEAD, OUTPUT_TAIL, cut_patch
+
+log = logging.getLogger(__name__)
+
+LABEL = "agentdata-tui"  # every container of ours carries it (value "1")
+LABEL_RUN = "agentdata-tui.run_id"
+LABEL_INSTANCE = "agentdata-tui.instance_id"
+LABEL_ROLLOUT = "agentdata-tui.rollout_id"
+LABEL_OWNER = "agentdata-tui.owner"  # hostname:pid of the process that created it
+
+CONTROL_TIMEOUT = 300.0  # create/start/remove on a loaded vfs daemon can take a while
+PROBE_TIMEOUT = 10.0  # exec inspect / ping: a daemon that stops answering is noticed quickly
+CLIENT_GRACE = 5.0  # the client-side bound is the in-container timeout plus this
+SETUP_TIMEOUT_MIN = 600.0
+KEEPALIVE = ["sleep", "2147483647"]  # ~68 years; GNU and busybox sleep both accept it
+
+
+def owner_tag() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+# -- servers ------------------------------------------------------------------------------
+
+
+def server_url(server: str | None) -> str | None:
+    """``HOST:PORT`` → ``tcp://HOST:PORT``; full URLs pass through; None = the local daemon."""
+    if not server:
+        return None
+    server = server.strip()
+    if "://" in server:
+        return server
+    return f"tcp://{server}"
+
+
+def parse_servers(text: str | Iterable[str] | None) -> list[str]:
+    """``--docker-server a:1,b:2`` (or a list of such strings) → ``["a:1", "b:2"]``."""
+    if not text:
+        return []
+    parts = [text] if isinstance(text, str) else list(text)
+    out: list[str] = []
+    for part in parts:
+        out.extend(s.strip() for s in part.split(",") if s.strip())
+    return out
+
+
+@dataclass
+class DockerServer:
+    """One Docker endpoint, shared process-wide: API clients and the count of our containers on it."""
+
+    name: str  # what the user wrote ("local" for the local daemon)
+    url: str | None  # None: from the environment (DOCKER_HOST or the unix socket)
+    in_use: int = 0
+    _clients: dict[float, Any] = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _version: str | None = None
+    pulled: set[str] = field(default_factory=set)
+
+    def client(self, timeout: float = CONTROL_TIMEOUT):
+        """A ``docker.APIClient`` with this request timeout (created once per timeout value)."""
+        with self._lock:
+            api = self._clients.get(timeout)
+            if api is not None:
+                return api
+            import docker
+            from docker.utils import kwargs_from_env
+
+            kwargs: dict[str, Any] = kwargs_from_env()
+            if self.url is not None:
+                kwargs["base_url"] = self.url
+                if kwargs.get("tls") and self.url.startswith("tcp://"):
+                    kwargs["base_url"] = "https://" + self.url[len("tcp://") :]
+            try:
+                api = docker.APIClient(
+                    version=self._version or "auto", timeout=timeout, max_pool_size=32, **kwargs
+                )
+            except Exception as exc:  # DockerException, requests errors: the daemon does not answer
+                raise SandboxError(f"docker server {self.name} does not answer: {_short(exc)}") from exc
+            self._version = api.api_version
+            self._clients[timeout] = api
+            return api
+
+    def reset(self) -> None:
+        """Forget the clients (after connection errors a fresh pool is cheaper than a stale one)."""
+        with self._lock:
+            for api in self._clients.values():
+                with contextlib.suppress(Exception):
+                    api.close()
+            self._clients.clear()
+
+
+_SERVERS: dict[str, DockerServer] = {}
+_SERVERS_LOCK = threading.Lock()
+
+
+def get_server(server: str | None) -> DockerServer:
+    key = server or "local"
+    with _SERVERS_LOCK:
+        srv = _SERVERS.get(key)
+        if srv is None:
+            srv = _SERVERS[key] = DockerServer(name=key, url=server_url(server))
+        return srv
+
+
+def acquire_server(servers: list[str]) -> DockerServer:
+    """The least busy of ``servers`` (ties: the first listed), its in-use count taken."""
+    pool = [get_server(s) for s in servers] if servers else [get_server(None)]
+    with _SERVERS_LOCK:
+        best = min(pool, key=lambda s: s.in_use)
+        best.in_use += 1
+        return best
+
+
+def release_server(srv: DockerServer) -> None:
+    with _SERVERS_LOCK:
+        srv.in_use = max(0, srv.in_use - 1)
+
+
+# -- the live-container registry -------------------------------------------------------------
+
+_LIVE: dict[int, DockerSandbox] = {}
+_LIVE_LOCK = threading.Lock()
+
+
+def live_sandboxes() -> list[DockerSandbox]:
+    with _LIVE_LOCK:
+        return list(_LIVE.values())
+
+
+def close_all(max_workers: int = 16) -> int:
+    """Remove every container this process still has (shutdown paths). Returns how many."""
+    boxes = live_sandboxes()
+    if not boxes:
+        return 0
+    with ThreadPoolExecutor(max_workers=min(max_workers, len(boxes))) as pool:
+        list(pool.map(lambda b: b.close(), boxes))
+    return len(boxes)
+
+
+atexit.register(close_all)
+
+
+# -- the sandbox ---------------------------------------------------------------------------------
+
+
+class DockerSandbox:
+    """One container per rollout; see the module docstring for the why."""
+
+    kind = "docker"
+
+    def __init__(self, instance: Instance, env_config: EnvironmentConfig, context=None) -> None:
+        self.instance = instance
+        self.config = env_config
+        self.context = context
+        self.environment_class = (
+            getattr(context, "environment_class", None) or env_config.environment_class or "docker"
+        )
+        self.servers: list[str] = list(getattr(context, "docker_servers", None) or [])
+        self.run_id: str = getattr(context, "run_id", "") or ""
+        self.rollout_id: str = getattr(context, "rollout_id", "") or uuid.uuid4().hex[:12]
+        self.image: str | None = instance.image or env_config.image
+        self.cwd: str = instance.cwd or env_config.cwd or ""
+        self.server: DockerServer | None = None
+        self.container_id: str | None = None
+        self.base_tree: str | None = None
+        self._tmp: str | None = None  # our scratch folder inside the container
+        self._top: str | None = None  # the git work tree the diff is taken in
+        self._closed = False
+        self._close_lock = threading.Lock()
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def start(self) -> None:
+        try:
+            self._start()
+        except BaseException:
+            self.close()
+            raise
+
+    def _start(self) -> None:
+        if self._closed:
+            raise SandboxError("the sandbox is closed")
+        if not self.image:
+            raise SandboxError(
+                f"instance {self.instance.instance_id} has no 'image' and environment.image is not set"
+            )
+        if self.environment_class == "docker_remote" and not self.servers:
+            raise SandboxError("environment_class docker_remote needs --docker-server HOST:PORT")
+        servers = self.servers if self.environment_class == "docker_remote" else []
+        self.server = acquire_server(servers)
+        with _LIVE_LOCK:
+            _LIVE[id(self)] = self
+        api = self.server.client()
+        self._call(
+            "prepare the image", lambda: ensure_image(self.server, self.image, self.config.pull_policy)
+        )
+        labels = {
+            LABEL: "1",
+            LABEL_RUN: self.run_id,
+            LABEL_INSTANCE: self.instance.instance_id,
+            LABEL_ROLLOUT: self.rollout_id,
+            LABEL_OWNER: owner_tag(),
+        }
+        host_config = api.create_host_config(**self._host_options())
+        name = f"agentdata-{_slug(self.instance.instance_id)}-{uuid.uuid4().hex[:8]}"
+        created = self._call(
+            "create a container",
+            lambda: api.create_container(
+                self.image,
+                entrypoint=[KEEPALIVE[0]],
+                command=KEEPALIVE[1:],
+                labels=labels,
+                host_config=host_config,
+                name=name,
+                detach=True,
+            ),
+        )
+        self.container_id = created["Id"]
+        if self._closed:  # close_all() ran while the container was being created
+            self._remove_container()
+            raise SandboxError("the sandbox was closed while starting")
+        self._call("start the container", lambda: api.start(self.container_id))
+        if not self.cwd:
+            info = self._call("inspect the container", lambda: api.inspect_container(self.container_id))
+            self.cwd = (info.get("Config") or {}).get("WorkingDir") or "/"
+        if self.instance.setup_command:
+            res = self.execute(
+                self.instance.setup_command, timeout=max(SETUP_TIMEOUT_MIN, self.config.timeout)
+            )
+            if res.timed_out or res.returncode != 0:
+                why = "timed out" if res.timed_out else f"exited with {res.returncode}"
+                raise SandboxError(
+                    f"setup_command of {self.instance.instance_id} {why}: {res.output[-500:].strip()}"
+                )
+        self._init_diff_base()
+
+    def _host_options(self) -> dict[str, Any]:
+        cfg = self.config
+        opts: dict[str, Any] = {"network_mode": cfg.network or "none"}
+        if cfg.cpus:
+            opts["nano_cpus"] = int(cfg.cpus * 1e9)
+        if cfg.memory:
+            opts["mem_limit"] = cfg.memory
+        if cfg.pids_limit:
+            opts["pids_limit"] = cfg.pids_limit
+        if cfg.devices:
+            opts["devices"] = [d if ":" in d else f"{d}:{d}:rwm" for d in cfg.devices]
+        if cfg.gpus:
+            opts["device_requests"] = [gpu_request(cfg.gpus)]
+        return opts
+
+    def close(self) -> None:
+        """Remove the container (idempotent, never raises; failures are left for ``cleanup``)."""
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+        try:
+            self._remove_container()
+        finally:
+            with _LIVE_LOCK:
+                _LIVE.pop(id(self), None)
+            if self.server is not None:
+                release_server(self.server)
+
+    def _remove_container(self) -> None:
+        if not self.container_id or self.server is None:
+            return
+        cid = self.container_id
+        try:
+            self.server.client().remove_container(cid, force=True, v=True)
+        except Exception as exc:
+            if not _is_not_found(exc) and "already in progress" not in str(exc):
+                log.warning(
+                    "could not remove container %s on %s (agentdata-tui cleanup removes it): %s",
+                    cid[:12],
+                    self.server.name,
+                    _short(exc),
+                )
+
+    def __enter__(self) -> DockerSandbox:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- commands ------------------------------------------------------------------------
+    def execute(self, command: str, timeout: float | None = None) -> ExecResult:
+        if self._closed or self.container_id is None:
+            raise SandboxError("the sandbox is closed or was never started")
+        timeout = self.config.timeout if timeout is None else timeout
+        argv = [*self.config.effective_interpreter(), command]
+        t0 = time.monotonic()
+        out = _Output()
+        exit_code, timed_out = self._exec(argv, timeout, out)
+        elapsed = time.monotonic() - t0
+        if timed_out or (exit_code == 137 and elapsed >= timeout - 0.5):
+            return ExecResult(
+                output=out.text(),
+                returncode=-9,
+                exec_time_s=round(elapsed, 4),
+                timed_out=True,
+                output_truncated=out.truncated,
+            )
+        if exit_code is None or exit_code == 137:
+            self._check_alive()
+        return ExecResult(
+            output=out.text(),
+            returncode=-1 if exit_code is None else exit_code,
+            exec_time_s=round(elapsed, 4),
+            output_truncated=out.truncated,
+        )
+
+    def _exec(
+        self, argv: list[str], timeout: float, out: _Output, *, workdir: str | None = None
+    ) -> tuple[int | None, bool]:
+        """Run ``argv`` under ``timeout -s KILL`` in the container; returns (exit code, timed out)."""
+        assert self.server is not None and self.container_id is not None
+        api = self.server.client()
+        probe = self.server.client(PROBE_TIMEOUT)
+        wrapped = ["timeout", "-s", "KILL", str(max(1, math.ceil(timeout))), *argv]
+        exec_id = self._call(
+            "start a command",
+            lambda: api.exec_create(
+                self.container_id,
+                wrapped,
+                workdir=workdir or self.cwd,
+                environment=dict(self.config.env),
+                stdout=True,
+                stderr=True,
+                stdin=False,
+                tty=False,
+            )["Id"],
+        )
+        sock = self._call("start a command", lambda: api.exec_start(exec_id, socket=True))
+        try:
+            timed_out = self._pump(sock, exec_id, probe, time.monotonic() + timeout + CLIENT_GRACE, out)
+        finally:
+            _close_socket(sock)
+        if timed_out:
+            return None, True
+        info = self._call("read a command's exit code", lambda: probe.exec_inspect(exec_id))
+        return info.get("ExitCode"), False
+
+    def _pump(self, sock: Any, exec_id: str, probe: Any, deadline: float, out: _Output) -> bool:
+        """Read the multiplexed exec stream until EOF, exec exit (+ a short drain) or the deadline.
+
+        Returns True when the deadline passed. The daemon keeps the stream open while a
+        backgrounded child holds stdout; when the stream is idle we ask whether the exec ended.
+        """
+        raw = getattr(sock, "_sock", sock)
+        frames = _Demux(out)
+        finished_at: float | None = None
+        while True:
+            now = time.monotonic()
+            if now >= deadline:
+                return True
+            if finished_at is not None and now - finished_at > 0.3:
+                return False
+            wait = min(deadline - now, 1.0 if finished_at is None else 0.1)
+            pending = getattr(raw, "pending", lambda: 0)()
+            try:
+                ready = pending or select.select([raw], [], [], wait)[0]
+            except (OSError, ValueError) as exc:
+                raise self._lost(exc) from exc
+            if not ready:
+                if finished_at is None:
+                    info = self._call("poll a command", lambda: probe.exec_inspect(exec_id))
+                    if not info.get("Running"):
+                        finished_at = time.monotonic()
+                continue
+            try:
+                chunk = raw.recv(65536)
+            except (TimeoutError, BlockingIOError, InterruptedError):
+                continue
+            except OSError as exc:
+                raise self._lost(exc) from exc
+            if not chunk:
+                return False
+            frames.feed(chunk)
+
+    def _check_alive(self) -> None:
+        """A SIGKILL exit may mean the container itself was killed from outside: look (briefly)."""
+        assert self.server is not None
+        probe = self.server.client(PROBE_TIMEOUT)
+        end = time.monotonic() + 1.0
+        while True:
+            try:
+                state = probe.inspect_container(self.container_id).get("State") or {}
+            except Exception as exc:
+                if _is_not_found(exc):
+                    raise SandboxError(
+                        f"container {self.container_id[:12]} was removed from outside"
+                    ) from None
+                raise self._lost(exc) from exc
+            if not state.get("Running"):
+                raise SandboxError(
+                    f"container {self.container_id[:12]} on {self.server.name} stopped "
+                    f"(status {state.get('Status')}, exit {state.get('ExitCode')}): killed from outside?"
+                )
+            if time.monotonic() >= end:
+                return
+            time.sleep(0.1)
+
+    # -- diff ----------------------------------------------------------------------------
+    def _git_script(self, body: str) -> str:
+        tmp = shlex.quote(self._tmp or "/tmp")
+        return (
+            f"export GIT_INDEX_FILE={tmp}/index; "
+            f"git() {{ command git -c safe.directory='*' -c core.quotepath=off "
+            f'-c core.excludesFile={tmp}/excludes "$@"; }}; {body}'
+        )
+
+    def _run_internal(self, script: str, what: str, *, limit: int | None = None) -> str:
+        """Our own bookkeeping command (sh, stdout only); a failure is a SandboxError."""
+        out = _Output(head=limit or OUTPUT_HEAD, tail=0 if limit else OUTPUT_TAIL, keep_stderr=False)
+        code, timed_out = self._exec(["sh", "-c", script], max(SETUP_TIMEOUT_MIN, self.config.timeout), out)
+        if timed_out or code != 0:
+            why = "timed out" if timed_out else f"exited with {code}"
+            raise SandboxError(f"{what} in the container {why}: {out.stderr_text()[-300:].strip()}")
+        return out.text()
+
+    def _init_diff_base(self) -> None:
+        self._tmp = self._run_internal("mktemp -d /tmp/agentdata-tui.XXXXXX", "mktemp").strip()
+        tmp = shlex.quote(self._tmp)
+        excludes = shlex.quote(DIFF_EXCLUDES)
+        script = self._git_script(
+            f"set -e; printf %s {excludes} > {tmp}/excludes; "
+            'top=$(git rev-parse --show-toplevel 2>/dev/null) || { git init -q; top=$(pwd); }; cd "$top"; '
+            f'idx=$(git rev-parse --git-path index); [ -f "$idx" ] && cp "$idx" {tmp}/index || true; '
+            'git add -A -- . >&2; echo "$top"; git write-tree'
+        )
+        lines = [ln for ln in self._run_internal(script, "recording the diff base").splitlines() if ln]
+        if len(lines) < 2:
+            raise SandboxError("recording the diff base in the container gave no tree")
+        self._top, self.base_tree = lines[-2], lines[-1]
+
+    def diff(self) -> tuple[str, bool]:
+        """The patch from the post-setup tree to now, new files included; cut at 1 MB."""
+        if self._closed or self.base_tree is None or self._top is None:
+            raise SandboxError("the sandbox is closed or was never started")
+        script = self._git_script(
+            f"set -e; cd {shlex.quote(self._top)}; git add -A -- . >&2; "
+            f"git diff --cached --binary --no-color --no-ext-diff {self.base_tree} | head -c {DIFF_LIMIT + 1}"
+        )
+        return cut_patch(self._run_internal(script, "git diff", limit=DIFF_LIMIT + 1))
+
+    # -- errors --------------------------------------------------------------------------
+    def _call(self, what: str, fn):
+        """Run one Engine API call; any failure becomes a SandboxError naming the server."""
+        try:
+            return fn()
+        except SandboxError:
+            raise
+        except Exception as exc:
+            name = self.server.name if self.server else "docker"
+            if _is_not_found(exc) and self.container_id:
+                raise SandboxError(f"container {self.container_id[:12]} on {name} is gone") from None
+            if "is not running" in str(exc):
+                raise SandboxError(
+                    f"container {(self.container_id or '')[:12]} on {name} is not running (killed from outside?)"
+                ) from None
+            raise SandboxError(f"docker server {name}: cannot {what}: {_short(exc)}") from exc
+
+    def _lost(self, exc: BaseException) -> SandboxError:
+        name = self.server.name if self.server else "docker"
+        return SandboxError(f"docker server {name}: lost the command's stream: {_short(exc)}")
+
+
+# -- exec stream ---------------------------------------------------------------------------------
+
+
+class _Output:
+    """Bounded capture of a command's output: the head and the tail, the middle of a flood dropped."""
+
+    def __init__(self, head: int = OUTPUT_HEAD, tail: int = OUTPUT_TAIL, keep_stderr: bool = True) -> None:
+        self.head_limit, self.tail_limit, self.keep_stderr = head, tail, keep_stderr
+        self.head = bytearray()
+        self.tail: deque[bytes] = deque()
+        self.tail_len = 0
+        self.dropped = 0
+        self.stderr = bytearray()  # internal commands only: the last bit, for error messages
+
+    def add(self, stream: int, data: bytes) -> None:
+        if stream == 2 and not self.keep_stderr:
+            self.stderr = (self.stderr + data)[-4096:]
+            return
+        if len(self.head) < self.head_limit:
+            take = self.head_limit - len(self.head)
+            self.head += data[:take]
+            data = data[take:]
+        if not data:
+            return
+        if not self.tail_limit:
+            self.dropped += len(data)
+            return
+        self.tail.append(data)
+        self.tail_len += len(data)
+        while self.tail and self.tail_len - len(self.tail[0]) >= self.tail_limit:
+            self.dropped += len(self.tail[0])
+            self.tail_len -= len(self.tail[0])
+            self.tail.popleft()
+
+    @property
+    def truncated(self) -> bool:
+        return self.dropped > 0 or self.tail_len > self.tail_limit
+
+    def text(self) -> str:
+        body = bytes(self.head)
+        rest = b"".join(self.tail)
+        dropped = self.dropped
+        if len(rest) > self.tail_limit:
+            dropped += len(rest) - self.tail_limit
+            rest = rest[-self.tail_limit :] if self.tail_limit else b""
+        if dropped and self.tail_limit:
+            body += f"\n[... {dropped} bytes of output dropped ...]\n".encode()
+        return (body + rest).decode("utf-8", "replace")
+
+    def stderr_text(self) -> str:
+        return self.stderr.decode("utf-8", "replace")
+
+
+class _Demux:
+    """Docker's multiplexed stream: frames of (stream type, 3 zero bytes, big-endian length)."""
+
+    def __init__(self, out: _Output) -> None:
+        self.out = out
+        self.buf = bytearray()
+
+    def feed(self, chunk: bytes) -> None:
+        self.buf += chunk
+        while len(self.buf) >= 8:
+            stream, size = struct.unpack(">BxxxL", self.buf[:8])
+            if len(self.buf) < 8 + size:
+                return
+            self.out.add(stream, bytes(self.buf[8 : 8 + size]))
+            del self.buf[: 8 + size]
+
+
+def _close_socket(sock: Any) -> None:
+    with contextlib.suppress(Exception):
+        sock.close()
+    resp = getattr(sock, "_response", None)
+    if resp is not None:
+        with contextlib.suppress(Exception):
+            resp.close()
+
+
+# -- images, pre-flight, cleanup ---------------------------------------------------------------
+
+
+def ensure_image(server: DockerServer, image: str, pull_policy: str) -> None:
+    """Make ``image`` present on ``server`` per the pull policy (``always``: once per process)."""
+    api = server.client()
+    present = _image_present(api, image)
+    if pull_policy == "never":
+        if not present:
+            raise SandboxError(f"image {image} is not on docker server {server.name} (pull_policy: never)")
+        return
+    if present and (pull_policy == "if-missing" or image in server.pulled):
+        return
+    repo, tag = _split_image(image)
+    try:
+        api.pull(repo, tag=tag)
+    except Exception as exc:
+        if present:  # 'always' but the registry is unreachable: the local copy will do
+            log.warning(
+                "could not pull %s on %s, using the present copy: %s", image, server.name, _short(exc)
+            )
+            return
+        raise SandboxError(
+            f"cannot pull image {image} on docker server {server.name}: {_short(exc)}"
+        ) from exc
+    server.pulled.add(image)
+
+
+def _image_present(api: Any, image: str) -> bool:
+    try:
+        api.inspect_image(image)
+    except Exception as exc:
+        if _is_not_found(exc):
+            return False
+        raise
+    return True
+
+
+def _split_image(image: str) -> tuple[str, str | None]:
+    if "@" in image:
+        return image, None
+    name, sep, tag = image.rpartition(":")
+    if sep and "/" not in tag:
+        return name, tag
+    return image, "latest"
+
+
+def images_needed(instances: Iterable[Instance], env_config: EnvironmentConfig) -> list[str]:
+    """The images a dataset needs; a UserError names the first instance that has none."""
+    out: list[str] = []
+    for inst in instances:
+        image = inst.image or env_config.image
+        if not image:
+            raise UserError(
+                f"instance {inst.instance_id} has no 'image' and the config's environment.image is not set"
+            )
+        if image not in out:
+            out.append(image)
+    return out
+
+
+def preflight(servers: list[str] | None, images: Iterable[str], pull_policy: str = "if-missing") -> None:
+    """Each server answers a ping and has (or may pull) every image; else one UserError naming it."""
+    images = list(images)
+    for srv in [get_server(s) for s in servers] if servers else [get_server(None)]:
+        try:
+            api = srv.client(PROBE_TIMEOUT)
+            api.ping()
+        except Exception as exc:
+            srv.reset()
+            raise UserError(f"docker server {srv.name} does not answer: {_short(exc)}") from None
+        for image in images:
+            try:
+                present = _image_present(api, image)
+            except Exception as exc:
+                raise UserError(
+                    f"docker server {srv.name}: cannot look up image {image}: {_short(exc)}"
+                ) from None
+            if present:
+                continue
+            if pull_policy == "never":
+                raise UserError(
+                    f"image {image} is not on docker server {srv.name} and pull_policy is 'never'"
+                )
+            try:
+                srv.client().inspect_distribution(image)
+            except Exception as exc:
+                raise UserError(
+                    f"image {image} is not on docker server {srv.name} and cannot be pulled: {_short(exc)}"
+                ) from None
+
+
+@dataclass
+class CleanupReport:
+    server: str
+    removed: list[str] = field(default_factory=list)
+    skipped_live: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+
+
+def cleanup(
+    servers: list[str] | None, run_id: str | None = None, *, include_live: bool = False
+) -> list[CleanupReport]:
+    """Remove our labelled containers; by default not those of a process still alive on this host."""
+    reports: list[CleanupReport] = []
+    filters = [f"{LABEL}=1"] + ([f"{LABEL_RUN}={run_id}"] if run_id else [])
+    host = socket.gethostname()
+    for srv in [get_server(s) for s in servers] if servers else [get_server(None)]:
+        rep = CleanupReport(server=srv.name)
+        reports.append(rep)
+        try:
+            api = srv.client()
+            found = api.containers(all=True, filters={"label": filters})
+        except Exception as exc:
+            raise UserError(f"docker server {srv.name} does not answer: {_short(exc)}") from None
+        for c in found:
+            cid = c["Id"]
+            owner = (c.get("Labels") or {}).get(LABEL_OWNER, "")
+            o_host, _, o_pid = owner.rpartition(":")
+            if not include_live and o_host == host and o_pid.isdigit() and _pid_alive(int(o_pid)):
+                rep.skipped_live.append(cid[:12])
+                continue
+            try:
+                api.remove_container(cid, force=True, v=True)
+                rep.removed.append(cid[:12])
+            except Exception as exc:
+                if _is_not_found(exc):
+                    continue
+                rep.failed.append(f"{cid[:12]}: {_short(exc)}")
+    return reports
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def gpu_request(spec: str):
+    """``gpus: all`` / ``gpus: 2`` / ``gpus: "0,1"`` → a docker DeviceRequest (like ``--gpus``)."""
+    from docker.types import DeviceRequest
+
+    spec = str(spec).strip()
+    if spec == "all":
+        return DeviceRequest(count=-1, capabilities=[["gpu"]])
+    if spec.isdigit():
+        return DeviceRequest(count=int(spec), capabilities=[["gpu"]])
+    ids = spec.removeprefix("device=").split(",")
+    return DeviceRequest(device_ids=[i.strip() for i in ids if i.strip()], capabilities=[["gpu"]])
+
+
+# -- helpers -------------------------------------------------------------------------------------
+
+
+def _is_not_found(exc: BaseException) -> bool:
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    return status == 404 or type(exc).__name__ in ("NotFound", "ImageNotFound")
+
+
+def _short(exc: BaseException) -> str:
+    """One line of an exception, without the request URL noise."""
+    text = getattr(exc, "explanation", None) or str(exc) or type(exc).__name__
+    text = " ".join(str(text).split())
+    return text[:300]
+
+
+def _slug(text: str) -> str:
+    keep = "".join(c if c.isalnum() or c in "_.-" else "-" for c in text.lower())
+    return keep.strip("-._")[:40] or "rollout"
