@@ -152,3 +152,12 @@ def test_make_evaluator_choices(tmp_path: Path) -> None:
     client = make_evaluator("127.0.0.1:9528", _factory(tmp_path), token="t")
     assert isinstance(client, EvalServerClient) and client.url == "http://127.0.0.1:9528"
     assert make_evaluator("https://eval.example/api/", _factory(tmp_path)).url == "https://eval.example/api"
+
+
+def test_patch_breaking_benchmark_is_tests_failed(tmp_path: Path) -> None:
+    repo = _repo(tmp_path)
+    patch = _patch(repo, FIX + " && echo 'exit 3' >> bench.sh")
+    block = {"test_command": TESTS, "benchmark_command": "sh bench.sh", "warmup": 0, "repeats": 1}
+    res = BuiltinEvaluator(_factory(repo)).evaluate(_inst(**block), patch)
+    assert res.info["status"] == "tests_failed" and res.reward == 0.0
+    assert res.info["patched_benchmark_returncode"] == 3

@@ -77,20 +77,11 @@ class BuiltinEvaluator:
         try:
             if patch.strip():
                 patch_file = self._upload(sb, patch, spec.timeout)
-                check = self._run(sb, _apply_cmd(patch_file, check=True), spec.timeout)
-                if check.returncode != 0:
-                    return _fail("patch_failed", info, check)
-            else:
-                info["empty_patch"] = True
-            base_times: list[float] = []
-            if spec.benchmark_command:
-                base_times = self._bench(sb, spec, "base", info)
-                if base_times is None:  # the unpatched code's benchmark fails: the task is broken
-                    return EvalResult(0.0, False, None, info)
-            if patch_file:
-                applied = self._run(sb, _apply_cmd(patch_file, check=False), spec.timeout)
+                applied = self._run(sb, _apply_cmd(patch_file), spec.timeout)
                 if applied.returncode != 0:
                     return _fail("patch_failed", info, applied)
+            else:
+                info["empty_patch"] = True
             if spec.test_command:
                 tests = self._run(sb, spec.test_command, spec.timeout)
                 info["test_returncode"] = tests.returncode
@@ -101,11 +92,10 @@ class BuiltinEvaluator:
             if not spec.benchmark_command:
                 info["status"] = "correct"
                 return EvalResult(1.0, True, None, info)
-            patched_times = self._bench(sb, spec, "patched", info)
-            if patched_times is None:
-                info["status"] = "tests_failed"  # the patched code breaks the benchmark
+            timed = self._bench(sb, spec, patch_file, info)
+            if timed is None:
                 return EvalResult(0.0, False, None, info)
-            return _score(spec, base_times, patched_times, info)
+            return _score(spec, *timed, info)
         except EvalTimeout as exc:
             info["status"] = "timeout"
             info["timeout_command"] = str(exc)
@@ -136,25 +126,37 @@ class BuiltinEvaluator:
             raise SandboxError(f"cannot decode the patch in the sandbox: {res.output.strip()[-200:]}")
         return name
 
-    def _bench(self, sb: Sandbox, spec: EvalSpec, label: str, info: dict[str, Any]) -> list[float] | None:
+    def _bench(
+        self, sb: Sandbox, spec: EvalSpec, patch_file: str, info: dict[str, Any]
+    ) -> tuple[list[float], list[float]] | None:
+        """Time base and patched code, alternating round by round (warmup rounds first).
+
+        Alternating (revert, run base, re-apply, run patched) exposes both to the same load:
+        on shared cores, a burst of other work would otherwise land on one side only.
+        """
         assert spec.benchmark_command
-        for _ in range(spec.warmup):
-            res = self._run(sb, spec.benchmark_command, spec.timeout)
-            if res.returncode != 0:
-                return _bench_failed(label, res, info)
-        times: list[float] = []
-        for _ in range(spec.repeats):
-            res = self._run(sb, spec.benchmark_command, spec.timeout)
-            if res.returncode != 0:
-                return _bench_failed(label, res, info)
-            times.append(round(res.exec_time_s, 6))
-        info[f"{label}_times"] = times
-        info[f"{label}_median"] = statistics.median(times)
-        return times
+        base: list[float] = []
+        patched: list[float] = []
+        for round_ in range(spec.warmup + spec.repeats):
+            for label, times in (("base", base), ("patched", patched)):
+                if patch_file:
+                    toggle = self._run(sb, _apply_cmd(patch_file, reverse=label == "base"), spec.timeout)
+                    if toggle.returncode != 0:
+                        raise SandboxError(f"cannot {'revert' if label == 'base' else 're-apply'} the patch")
+                res = self._run(sb, spec.benchmark_command, spec.timeout)
+                if res.returncode != 0:
+                    _bench_failed(label, res, info)
+                    return None
+                if round_ >= spec.warmup:
+                    times.append(round(res.exec_time_s, 6))
+        info["base_times"], info["patched_times"] = base, patched
+        info["base_median"] = statistics.median(base)
+        info["patched_median"] = statistics.median(patched)
+        return base, patched
 
 
-def _apply_cmd(patch_file: str, *, check: bool) -> str:
-    flags = "--check " if check else ""
+def _apply_cmd(patch_file: str, *, reverse: bool = False) -> str:
+    flags = "-R " if reverse else ""
     # Patch paths are relative to the repository root, whatever the sandbox's cwd is.
     return (
         'cd "$(git rev-parse --show-toplevel 2>/dev/null || pwd)" && '
@@ -171,10 +173,11 @@ def _fail(status: str, info: dict[str, Any], res: ExecResult) -> EvalResult:
 def _bench_failed(label: str, res: ExecResult, info: dict[str, Any]) -> None:
     info[f"{label}_benchmark_returncode"] = res.returncode
     info[f"{label}_benchmark_output"] = _tail(res.output)
-    if label == "base":
+    if label == "base":  # the task itself is broken: not the patch's fault, but nothing to grade
         info["status"] = "error"
         info["error"] = "the benchmark fails on the unpatched code"
-    return None
+    else:  # the patched code breaks the benchmark: as good as a failing test
+        info["status"] = "tests_failed"
 
 
 def _score(spec: EvalSpec, base: list[float], patched: list[float], info: dict[str, Any]) -> EvalResult:
