@@ -444,3 +444,21 @@ def test_model_error_during_a_stop_is_a_cancellation(config):
 
     with pytest.raises(RolloutCancelled):
         run_agent(config, StoppingModel([]), sandbox=BrokenSandbox(), should_stop=lambda: stopping["now"])
+
+
+def test_validate_templates_reports_before_a_run():
+    from agentdata_tui.agent.templates import validate_templates
+
+    cfg = load_config()
+    validate_templates(cfg, instance().to_dict())
+    cfg.agent.instance_template = "{{task}} {{missing}}"
+    validate_templates(cfg)  # compiles: undefined names only show when rendering
+    with pytest.raises(UserError, match="agent.instance_template.*missing"):
+        validate_templates(cfg, instance().to_dict())
+    cfg.agent.timeout_template = "{% for %}"
+    with pytest.raises(UserError, match="template agent.timeout_template"):
+        validate_templates(cfg)
+    cfg = load_config()
+    cfg.agent.action_regex = "(("
+    with pytest.raises(UserError, match="action_regex"):
+        validate_templates(cfg)

@@ -305,3 +305,22 @@ def test_scripted_responder_picks_by_instance_and_turn():
         assert model.query(turn2 + turn2[1:]).content == "two"  # past the end: the last reply
         assert model.query([{"role": "user", "content": "task-10"}]).content == "ten"
         assert model.query([{"role": "user", "content": "other"}]).content == "dflt"
+
+
+def test_tool_calls_normalised_and_content_parts_joined():
+    odd = Reply(
+        content=None,
+        tool_calls=[{"function": {"name": "bash", "arguments": {"command": "ls"}}}],
+        finish_reason="tool_calls",
+    )
+    parts = Reply(content=[{"type": "text", "text": "a"}, {"type": "text", "text": "b"}])  # type: ignore[arg-type]
+    replies = iter([odd, parts])
+    with ModelServer(lambda body: next(replies)) as s:
+        model = make_model(s, model_kwargs={"stream": True})
+        r1 = model.query(MESSAGES)
+        r2 = model.query(MESSAGES)
+        assert "stream" not in s.chat_requests()[0].body
+    [call] = r1.tool_calls
+    assert call["type"] == "function" and call["id"].startswith("call_")
+    assert call["function"] == {"name": "bash", "arguments": '{"command": "ls"}'}
+    assert r2.content == "ab"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import platform
+import re
 from typing import Any
 
 from jinja2 import Environment, StrictUndefined, Template, TemplateError
@@ -91,6 +92,12 @@ def validate_templates(config: Config, instance: dict[str, Any] | None = None) -
     so a typo is one clear error up front rather than an error in every example."""
     for name, get in TEMPLATE_NAMES.items():
         compile_template(name, get(config))
+    try:
+        re.compile(config.action_regex, re.DOTALL)
+    except re.error as exc:
+        raise UserError(
+            f"action_regex {config.action_regex!r} is not a valid regular expression: {exc}"
+        ) from None
     if instance is not None:
         variables = base_variables(config, instance) | {"n_model_calls": 0, "model_cost": 0.0}
         render("agent.system_template", config.agent.system_template, variables)

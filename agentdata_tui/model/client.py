@@ -15,6 +15,7 @@ import logging
 import random
 import threading
 import time
+import uuid
 from contextlib import nullcontext
 from typing import Any
 
@@ -28,7 +29,19 @@ from agentdata_tui.interfaces import ContextLengthExceeded, ModelError, ModelRes
 log = logging.getLogger(__name__)
 
 # model_kwargs that are the client's business, not the server's.
-_CLIENT_KEYS = frozenset({"api_key", "base_url", "timeout", "request_timeout", "extra_headers", "extra_body"})
+# (``stream``: this client reads whole replies; an SSE stream would look like a malformed body.)
+_CLIENT_KEYS = frozenset(
+    {
+        "api_key",
+        "base_url",
+        "timeout",
+        "request_timeout",
+        "extra_headers",
+        "extra_body",
+        "stream",
+        "stream_options",
+    }
+)
 _CONTEXT_MARKERS = (
     "context_length_exceeded",
     "maximum context length",
@@ -249,9 +262,9 @@ class OpenAIModel:
         usage = payload.get("usage") or {}
         reasoning = message.get("reasoning_content") or message.get("reasoning")
         return ModelResponse(
-            content=message.get("content") or "",
+            content=_text(message.get("content")),
             reasoning_content=reasoning if isinstance(reasoning, str) and reasoning else None,
-            tool_calls=message.get("tool_calls") or None,
+            tool_calls=normalise_tool_calls(message.get("tool_calls")),
             prompt_tokens=usage.get("prompt_tokens"),
             completion_tokens=usage.get("completion_tokens"),
             finish_reason=choice.get("finish_reason"),
@@ -265,6 +278,41 @@ class OpenAIModel:
         """Ends pending retry waits (a stopping run should not sleep on backoff) and the pool."""
         self._closed.set()
         self._session.close()
+
+
+def _text(content: Any) -> str:
+    """Message content as text: servers may send null, a string, or a list of content parts."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(p.get("text", "") if isinstance(p, dict) else str(p) for p in content)
+    return str(content)
+
+
+def normalise_tool_calls(calls: Any) -> list[dict[str, Any]] | None:
+    """Tool calls in OpenAI's exact shape (id, type, function.name, function.arguments as a JSON
+    string), so the recorded conversation can be sent back to any server and trained on.
+    Some servers send arguments as an object or omit ids and types."""
+    if not calls or not isinstance(calls, list):
+        return None
+    out: list[dict[str, Any]] = []
+    for call in calls:
+        if not isinstance(call, dict):
+            continue
+        fn = call.get("function") or {}
+        args = fn.get("arguments")
+        if not isinstance(args, str):
+            args = json.dumps(args if args is not None else {}, ensure_ascii=False)
+        out.append(
+            {
+                "id": str(call.get("id") or f"call_{uuid.uuid4().hex[:16]}"),
+                "type": call.get("type") or "function",
+                "function": {"name": fn.get("name") or "", "arguments": args},
+            }
+        )
+    return out or None
 
 
 def _reason(exc: BaseException) -> str:

@@ -133,6 +133,9 @@ class _Server(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as a real server: the client's pool is exercised
+    # Headers and body go out in two writes: without TCP_NODELAY, Nagle + delayed ACK add
+    # ~40 ms to every answer, which would pass for model latency in the benchmarks.
+    disable_nagle_algorithm = True
     server: _Server
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet
