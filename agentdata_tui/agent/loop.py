@@ -153,17 +153,12 @@ class Agent:
     # -- the loop ------------------------------------------------------------------------
     def run(self) -> AgentResult:
         self._started = time.monotonic()
+        agent = self.config.agent
         self.messages.append(
-            {
-                "role": "system",
-                "content": self._render("agent.system_template", self.config.agent.system_template),
-            }
+            {"role": "system", "content": self._render("agent.system_template", agent.system_template)}
         )
         self.messages.append(
-            {
-                "role": "user",
-                "content": self._render("agent.instance_template", self.config.agent.instance_template),
-            }
+            {"role": "user", "content": self._render("agent.instance_template", agent.instance_template)}
         )
         error: str | None = None
         while True:
@@ -355,8 +350,8 @@ class Agent:
             "model_cost": self.cost,
             **extra,
         }
-        if name == "format_error_template" and self.config.model.format_error_template:
-            name = "model.format_error_template"
+        if name == "format_error_template":
+            name = "model." + name if self.config.model.format_error_template else "agent." + name
         return render(name, source, variables)
 
     def _emit(self, step: Step, response: ModelResponse, observation: str) -> None:
