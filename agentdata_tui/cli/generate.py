@@ -1,7 +1,618 @@
-"""Placeholder: filled in by the generate subcommands work."""
+"""Generation subcommands: ``generate_single``, ``generate-multi``, ``check`` and ``demo`` (DESIGN §2).
+
+Thin: flags in, a :class:`~agentdata_tui.runner.RunSpec` and its components out, then the
+core's runner. Heavy imports (requests, the agent, docker) happen inside the handlers so that
+``agentdata-tui --help`` stays fast.
+"""
 
 from __future__ import annotations
 
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from agentdata_tui.cli.common import non_negative_int, positive_int
+from agentdata_tui.errors import UserError
+
+DEFAULT_BASE_URL = "http://localhost:8000/v1"
+LOCAL_WARNING = (
+    "warning: environment_class 'local': commands the model writes run on THIS machine, as your user "
+    "(in a temporary copy of each repo, with a scrubbed environment). Use --environment-class docker "
+    "to isolate them."
+)
+
+_GEN_EPILOG = """examples:
+  agentdata-tui generate-multi --dataset tasks.json --base-url http://gpu1:8000/v1 --model Qwen/Qwen3-8B \\
+      --workers 16 --output runs/qwen.json
+  agentdata-tui generate-multi --dataset tasks.json --docker-server 10.0.0.5:2375 --eval-server 10.0.0.5:9528 \\
+      --samples-per-task 4 --temperature 1.0 --max-tokens 8000 --retry-errors 2
+  agentdata-tui generate-multi --dataset tasks.json --output runs/qwen.json --resume   # after a crash or a stop
+
+The run folder runs/qwen.run/ (examples.jsonl, events.jsonl, run.json) fills as rollouts end;
+runs/qwen.json is written at the end and on Ctrl+C/SIGTERM. Watch it live: agentdata-tui watch runs/qwen.json"""
+
+
+def _add_model_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model server")
+    g.add_argument(
+        "--api-key",
+        default=None,
+        help="API key of the model server (default: $OPENAI_API_KEY); never written to any file",
+    )
+    g.add_argument(
+        "--base-url",
+        default=None,
+        help=f"OpenAI-compatible base URL (default: $OPENAI_BASE_URL, else {DEFAULT_BASE_URL})",
+    )
+    g.add_argument(
+        "--model",
+        default=None,
+        help="model name (default: the config's model_name, else the one model the server lists)",
+    )
+
+
+def _add_server_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("sandbox and evaluation")
+    g.add_argument(
+        "--docker-server",
+        default=None,
+        metavar="HOST:PORT[,HOST:PORT...]",
+        help="Docker Engine API endpoint(s); implies --environment-class docker_remote unless given",
+    )
+    g.add_argument(
+        "--eval-server",
+        default="local",
+        metavar="URL|HOST:PORT|local",
+        help="eval server for grading patches, or 'local' for the built-in evaluator (default: local)",
+    )
+    g.add_argument(
+        "--eval-token",
+        default=None,
+        help="Bearer token for the eval server (default: $AGENTDATA_EVAL_TOKEN); never written to any file",
+    )
+    g.add_argument(
+        "--environment-class",
+        default=None,
+        help="sandbox: local, docker, docker_remote, or your own class as pkg.module:Class "
+        "(default: the config's environment.environment_class)",
+    )
+    g.add_argument("--config", default=None, help="agent config YAML (default: the bundled mini.yaml)")
+
+
+def _add_run_flags(p: argparse.ArgumentParser, *, multi: bool) -> None:
+    g = p.add_argument_group("run")
+    g.add_argument(
+        "--output",
+        default="training_data.json",
+        help="training-data file to write (default: ./training_data.json); its run folder is OUTPUT "
+        "with .run instead of .json",
+    )
+    g.add_argument(
+        "--workers",
+        type=positive_int,
+        default=4 if multi else 1,
+        help=f"rollouts at once (default: {4 if multi else 1})",
+    )
+    g.add_argument(
+        "--temperature",
+        type=float,
+        default=None,
+        help="sampling temperature (default: the config's, else the server's)",
+    )
+    g.add_argument(
+        "--max-tokens",
+        type=positive_int,
+        default=None,
+        help="max tokens per reply (default: the config's, else the server's)",
+    )
+    g.add_argument(
+        "--samples-per-task",
+        type=positive_int,
+        default=1,
+        help="rollouts per task, numbered by sample_index (default: 1)",
+    )
+    g.add_argument(
+        "--retry-errors",
+        type=non_negative_int,
+        default=0,
+        help="run an attempt that ended in ModelError/SandboxError (or whose evaluation failed) up to N more "
+        "times; every attempt stays in examples.jsonl, the output holds the last (default: 0)",
+    )
+    g.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in OUTPUT's run folder: (instance, sample) pairs with a recorded attempt "
+        "are skipped, the rest run (refused if the model, config or dataset changed, unless --force)",
+    )
+    g.add_argument(
+        "--force",
+        action="store_true",
+        help="with --resume: resume even if model/config/dataset changed; without: start over, moving "
+        "an existing run folder aside (it is kept)",
+    )
+    g.add_argument(
+        "--log-file", default=None, help="also write a log of the run (rollouts, errors) to this file"
+    )
+    if multi:
+        s = p.add_argument_group("task selection (applied in this order)")
+        s.add_argument(
+            "--instance-ids", default=None, help="only these instance_ids (comma or space separated)"
+        )
+        s.add_argument(
+            "--filter",
+            default=None,
+            metavar="REGEX",
+            help="only instance_ids matching this regular expression",
+        )
+        s.add_argument(
+            "--slice",
+            default=None,
+            metavar="A:B",
+            help="only instances A..B-1 of the dataset (either side may be empty)",
+        )
+        s.add_argument("--shuffle", action="store_true", help="shuffle the selected instances (see --seed)")
+        s.add_argument("--seed", type=int, default=None, help="random seed for --shuffle (default: random)")
+        s.add_argument(
+            "--max-tasks", type=positive_int, default=None, help="at most N tasks (after the above)"
+        )
+
 
 def register(add) -> None:
-    return None
+    p = add(
+        "generate-multi",
+        help="run the agent over a dataset, many rollouts at once, and record training data",
+        description=(
+            "Runs a mini-swe-agent-style agent on every selected task of the dataset (--workers rollouts "
+            "at once), evaluates each patch (reward 0..1, speedup for benchmark tasks) and records each "
+            "rollout with its conversation, steps and git diff. Flags override the config file."
+        ),
+        epilog=_GEN_EPILOG,
+    )
+    p.add_argument(
+        "--dataset", required=True, help='dataset file: a JSON array, {"instances": [...]} or JSONL'
+    )
+    _add_model_flags(p)
+    _add_server_flags(p)
+    _add_run_flags(p, multi=True)
+    p.set_defaults(func=run_generate_multi)
+
+    p = add(
+        "generate_single",
+        help="run the agent on one instance → a training-data file with one example",
+        description=(
+            "One rollout of one instance: --instance is an instance JSON object, a dataset with one "
+            "instance, or a training-data file with one example (e.g. to re-run it)."
+        ),
+        epilog=(
+            "example:\n  agentdata-tui generate_single --instance task_001.json --model Qwen/Qwen3-8B "
+            "--output one.json"
+        ),
+    )
+    p.add_argument(
+        "--instance", required=True, help="instance JSON (or a file holding exactly one instance/example)"
+    )
+    _add_model_flags(p)
+    _add_server_flags(p)
+    _add_run_flags(p, multi=False)
+    p.set_defaults(func=run_generate_single)
+
+    p = add(
+        "check",
+        help="test the model server, docker server(s) and eval server of these flags/config",
+        description=(
+            "Asks each configured server whether it answers: the model server (GET /models, and whether "
+            "--model is among them), the Docker server(s) (ping), the eval server (GET /health). "
+            "Prints what answered; exits 1 when something did not."
+        ),
+        epilog="example:\n  agentdata-tui check --base-url http://gpu1:8000/v1 --eval-server 10.0.0.5:9528",
+    )
+    _add_model_flags(p)
+    _add_server_flags(p)
+    p.set_defaults(func=run_check)
+
+    p = add(
+        "demo",
+        help="the whole pipeline offline on the bundled demo dataset (no servers)",
+        description=(
+            "Runs five small real tasks (four bug fixes, one performance task) through the same runner, "
+            "local sandbox and built-in evaluator as a real run, with a scripted replay model (DEMO: no "
+            "model is asked). Writes the training data and prints the analyze summary. In a terminal it "
+            "opens the live dashboard; --headless keeps to plain output."
+        ),
+        epilog="examples:\n  agentdata-tui demo\n  agentdata-tui demo --headless --output /tmp/demo.json",
+    )
+    p.add_argument("--headless", action="store_true", help="plain terminal output, no dashboard")
+    p.add_argument(
+        "--output",
+        default="demo_training_data.json",
+        help="where to write (default: ./demo_training_data.json)",
+    )
+    p.add_argument("--workers", type=positive_int, default=4, help="rollouts at once (default: 4)")
+    p.add_argument(
+        "--latency",
+        type=float,
+        default=None,
+        help="seconds the replay model waits per reply, so a dashboard has something to show "
+        "(default: 0 headless, 0.4 with the dashboard)",
+    )
+    p.add_argument("--resume", action="store_true", help="continue a stopped demo run in OUTPUT's run folder")
+    p.set_defaults(func=run_demo)
+
+
+# -- shared helpers ---------------------------------------------------------------------------
+
+
+def public_url(url: str) -> str:
+    """A URL without user:password@ (never written to metadata)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    if parts.username or parts.password:
+        host = parts.hostname or ""
+        if parts.port:
+            host += f":{parts.port}"
+        return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+    return url
+
+
+def resolve_api_key(args: argparse.Namespace) -> str | None:
+    return args.api_key or os.environ.get("OPENAI_API_KEY") or None
+
+
+def resolve_base_url(args: argparse.Namespace) -> str:
+    return (args.base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
+
+
+def resolve_eval_token(args: argparse.Namespace) -> str | None:
+    return args.eval_token or os.environ.get("AGENTDATA_EVAL_TOKEN") or None
+
+
+def _environment(args: argparse.Namespace, config) -> tuple[str, list[str]]:
+    from agentdata_tui.sandbox.docker import parse_servers
+
+    servers = parse_servers(args.docker_server)
+    kind = args.environment_class or ("docker_remote" if servers else config.environment.environment_class)
+    if kind == "docker_remote" and not servers:
+        raise UserError("environment_class docker_remote needs --docker-server HOST:PORT[,HOST:PORT...]")
+    return kind, servers
+
+
+def _model_defaults(config, args: argparse.Namespace) -> tuple[float | None, int | None]:
+    kw = config.model.model_kwargs
+    temperature = args.temperature if args.temperature is not None else kw.get("temperature")
+    max_tokens = (
+        args.max_tokens
+        if args.max_tokens is not None
+        else kw.get("max_tokens", kw.get("max_completion_tokens"))
+    )
+    return temperature, max_tokens
+
+
+class _RedactFilter(logging.Filter):
+    def __init__(self, secrets: list[str]) -> None:
+        super().__init__()
+        self.secrets = [s for s in secrets if s]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        for s in self.secrets:
+            msg = msg.replace(s, "***")
+        record.msg, record.args = msg, None
+        return True
+
+
+class LogListener:
+    """Writes a line per finished rollout to the run's log (``--log-file``)."""
+
+    def __init__(self) -> None:
+        self.log = logging.getLogger("agentdata_tui.runner")
+
+    def run_started(self, total: int, pending: int, done_before: int) -> None:
+        self.log.info("run started: %d pending of %d (%d already done)", pending, total, done_before)
+
+    def rollout_finished(self, example, elapsed_s: float) -> None:
+        from agentdata_tui.runner.progress import describe
+
+        self.log.info("finished %s", describe(example, elapsed_s))
+
+    def run_finished(self, counts: dict[str, Any], elapsed_s: float, stopped: bool) -> None:
+        self.log.info("run %s after %.1fs: %s", "stopped" if stopped else "finished", elapsed_s, counts)
+
+
+def setup_logging(log_file: str | None, secrets: list[str]) -> None:
+    """Warnings and errors to stderr; with --log-file, everything (INFO) to that file too."""
+    logger = logging.getLogger("agentdata_tui")
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    for h in list(logger.handlers):
+        logger.removeHandler(h)
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s")
+    err = logging.StreamHandler(sys.stderr)
+    err.setLevel(logging.WARNING)
+    err.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    err.addFilter(_RedactFilter(secrets))
+    logger.addHandler(err)
+    if log_file:
+        try:
+            Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+            fh = logging.FileHandler(log_file, encoding="utf-8")
+        except OSError as exc:
+            raise UserError(f"--log-file {log_file}: cannot open ({exc.strerror or exc})") from None
+        fh.setFormatter(fmt)
+        fh.addFilter(_RedactFilter(secrets))
+        logger.addHandler(fh)
+
+
+def check_output_path(output: str) -> Path:
+    p = Path(output)
+    if p.is_dir():
+        raise UserError(f"--output {output} is a folder; give a file name like {p / 'training_data.json'}")
+    if p.suffix != ".json":
+        raise UserError(f"--output {output}: the training-data file must end in .json")
+    return p
+
+
+# -- generate -----------------------------------------------------------------------------------
+
+
+def run_generate_multi(args: argparse.Namespace) -> int:
+    from agentdata_tui.dataset import load_dataset
+    from agentdata_tui.runner.selection import Selection, parse_ids, select_instances
+
+    dataset = load_dataset(args.dataset)
+    selection = Selection(
+        instance_ids=parse_ids(args.instance_ids) if args.instance_ids else None,
+        filter=args.filter,
+        slice=args.slice,
+        shuffle=args.shuffle,
+        seed=args.seed,
+        max_tasks=args.max_tasks,
+    )
+    instances = select_instances(dataset.instances, selection)
+    return _generate(args, dataset, instances, selection.public(), command="generate-multi")
+
+
+def run_generate_single(args: argparse.Namespace) -> int:
+    from agentdata_tui.dataset import load_dataset
+
+    dataset = load_dataset(args.instance)
+    if len(dataset.instances) != 1:
+        raise UserError(
+            f"{args.instance}: holds {len(dataset.instances)} instances; generate_single takes one "
+            "(use generate-multi --dataset with --instance-ids to pick some)"
+        )
+    return _generate(args, dataset, dataset.instances, {}, command="generate_single")
+
+
+def _generate(
+    args: argparse.Namespace, dataset, instances, selection: dict[str, Any], *, command: str
+) -> int:
+    from agentdata_tui import __version__
+    from agentdata_tui.config import load_config
+    from agentdata_tui.evaluation import normalize_eval_url
+    from agentdata_tui.model.client import OpenAIModel, resolve_model_name
+
+    config = load_config(args.config)
+    output = check_output_path(args.output)
+    kind, servers = _environment(args, config)
+    eval_url = normalize_eval_url(args.eval_server)
+    api_key = resolve_api_key(args)
+    eval_token = resolve_eval_token(args)
+    secrets = [s for s in (api_key, eval_token) if s]
+    setup_logging(args.log_file, secrets)
+    base_url = resolve_base_url(args)
+    model_name = resolve_model_name(base_url, api_key, args.model, config.model)
+    temperature, max_tokens = _model_defaults(config, args)
+    if kind in ("docker", "docker_remote"):
+        from agentdata_tui.sandbox.docker import images_needed, preflight
+
+        preflight(servers, images_needed(instances, config.environment), config.environment.pull_policy)
+    model = OpenAIModel(
+        base_url,
+        api_key,
+        model_name,
+        config.model,
+        temperature=args.temperature,
+        max_tokens=args.max_tokens,
+        pool_size=args.workers,
+    )
+    if kind == "local":
+        print(LOCAL_WARNING, file=sys.stderr)
+    metadata = {
+        "model_name": model_name,
+        "temperature": temperature,
+        "max_tokens": max_tokens,
+        "config_file": config.path,
+        "dataset_file": str(dataset.path),
+        "workers": args.workers,
+        "tool_version": __version__,
+        "config_sha256": config.sha256,
+        "dataset_sha256": dataset.sha256,
+        "base_url": public_url(base_url),
+        "environment_class": kind,
+        "docker_servers": servers,
+        "eval_server": eval_url or "local",
+        "samples_per_task": args.samples_per_task,
+        "retry_errors": args.retry_errors,
+        "selection": selection,
+        "generator": f"agentdata-tui {command}",
+    }
+    try:
+        return execute_run(
+            args,
+            dataset=dataset,
+            instances=instances,
+            config=config,
+            output=output,
+            model=model,
+            metadata=metadata,
+            secrets=secrets,
+            environment_class=kind,
+            docker_servers=servers,
+            eval_server=eval_url,
+            eval_token=eval_token,
+        )
+    finally:
+        model.close()
+
+
+def execute_run(
+    args: argparse.Namespace,
+    *,
+    dataset,
+    instances,
+    config,
+    output: Path,
+    model,
+    metadata: dict[str, Any],
+    secrets: list[str],
+    environment_class: str,
+    docker_servers: list[str],
+    eval_server: str | None,
+    eval_token: str | None,
+    progress_stream=None,
+) -> int:
+    """Run the core runner with progress, log, signals; print where the data is."""
+    from agentdata_tui.runner import Runner, RunSpec, graceful_signals
+    from agentdata_tui.runner.components import evaluator_for, sandbox_maker
+    from agentdata_tui.runner.progress import make_progress
+
+    settings = {
+        k: metadata.get(k)
+        for k in (
+            "model_name",
+            "temperature",
+            "max_tokens",
+            "workers",
+            "samples_per_task",
+            "retry_errors",
+            "environment_class",
+            "docker_servers",
+            "eval_server",
+            "base_url",
+            "selection",
+            "demo",
+        )
+        if k in metadata
+    }
+    settings.update(
+        config_file=metadata.get("config_file"),
+        dataset_file=metadata.get("dataset_file"),
+        output=str(output.resolve()),
+        log_file=getattr(args, "log_file", None),
+        resume=bool(getattr(args, "resume", False)),
+    )
+    spec = RunSpec(
+        dataset=dataset,
+        instances=instances,
+        config=config,
+        output=output,
+        workers=args.workers,
+        samples_per_task=getattr(args, "samples_per_task", 1),
+        retry_errors=getattr(args, "retry_errors", 0),
+        resume=bool(getattr(args, "resume", False)),
+        force=bool(getattr(args, "force", False)),
+        metadata=metadata,
+        settings=settings,
+        secrets=secrets,
+    )
+    make = sandbox_maker(dataset, config, environment_class=environment_class, docker_servers=docker_servers)
+    evaluator = evaluator_for(eval_server, make, token=eval_token, pool_size=args.workers)
+    listeners = [make_progress(progress_stream), LogListener()]
+    runner = Runner(spec, model=model, evaluator=evaluator, make_sandbox=make, listeners=listeners)
+    with graceful_signals(runner):
+        outcome = runner.run()
+    run_dir = outcome.run_dir
+    state = "stopped early" if outcome.stopped else "done"
+    print(
+        f"{state}: {outcome.written} examples in {output} (run folder {run_dir}; "
+        f"{outcome.counts.get('finished', 0)} rollouts this session, {outcome.counts.get('errors', 0)} with errors)",
+        flush=True,
+    )
+    if outcome.stopped:
+        print(f"continue with the same command plus --resume (output {output})", flush=True)
+    elif outcome.exit_code == 1:
+        print(
+            "every rollout ended in an error: check the servers with `agentdata-tui check`", file=sys.stderr
+        )
+    return outcome.exit_code
+
+
+# -- check -----------------------------------------------------------------------------------------
+
+
+def run_check(args: argparse.Namespace) -> int:
+    from agentdata_tui.config import load_config
+    from agentdata_tui.evaluation import EvalServerClient, normalize_eval_url
+    from agentdata_tui.interfaces import ModelError
+    from agentdata_tui.model.client import list_models
+
+    config = load_config(args.config)
+    failures = 0
+    base_url = resolve_base_url(args)
+    api_key = resolve_api_key(args)
+    wanted = args.model or config.model.model_name
+    try:
+        models = list_models(base_url, api_key)
+    except ModelError as exc:
+        print(f"FAIL  model server {public_url(base_url)}: {exc}")
+        failures += 1
+    else:
+        shown = ", ".join(models[:10]) + (f", ... ({len(models)} in all)" if len(models) > 10 else "")
+        print(f"ok    model server {public_url(base_url)}: answers; models: {shown or '(none)'}")
+        if wanted and wanted not in models:
+            print(f"FAIL  model {wanted!r} is not among the served models")
+            failures += 1
+        elif wanted:
+            print(f"ok    model {wanted!r} is served")
+    kind, servers = _environment(args, config)
+    if kind in ("docker", "docker_remote"):
+        from agentdata_tui.sandbox.docker import preflight
+
+        for srv in servers or [None]:
+            name = srv or "local docker daemon"
+            try:
+                preflight([srv] if srv else None, [], config.environment.pull_policy)
+            except UserError as exc:
+                print(f"FAIL  {exc}")
+                failures += 1
+            else:
+                print(f"ok    docker server {name}: answers")
+    elif kind == "local":
+        print("ok    sandbox: local (commands run on this machine in temporary copies)")
+    else:
+        from agentdata_tui.sandbox import resolve_class
+
+        resolve_class(kind)
+        print(f"ok    sandbox: {kind} (importable)")
+    eval_url = normalize_eval_url(args.eval_server)
+    if eval_url is None:
+        print("ok    evaluation: built-in evaluator (local)")
+    else:
+        ok, msg = EvalServerClient(eval_url, resolve_eval_token(args), retries=1, backoff=0.5).health()
+        print(("ok    " if ok else "FAIL  ") + msg)
+        failures += not ok
+    if failures:
+        print(f"{failures} check(s) failed")
+    return 1 if failures else 0
+
+
+# -- demo --------------------------------------------------------------------------------------------
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    if not args.headless and sys.stdout.isatty():
+        try:
+            from agentdata_tui.cli.tui import run_demo_tui
+        except (ImportError, AttributeError):
+            pass
+        else:
+            return run_demo_tui(args)
+    from agentdata_tui.demo.run import run_demo_headless
+
+    return run_demo_headless(args)

@@ -1,0 +1,57 @@
+"""Wiring the pieces of a run from its settings: sandbox maker and evaluator.
+
+Shared by ``generate-multi``, ``generate_single`` and the demo so that all three run exactly
+the same path through the core.
+"""
+
+from __future__ import annotations
+
+from agentdata_tui.config import Config
+from agentdata_tui.dataset import Dataset, Instance
+from agentdata_tui.evaluation import make_evaluator
+from agentdata_tui.interfaces import Evaluator, Sandbox
+from agentdata_tui.runner.runner import SandboxMaker
+from agentdata_tui.sandbox import SandboxContext, make_sandbox, resolve_class
+
+
+def sandbox_maker(
+    dataset: Dataset,
+    config: Config,
+    *,
+    run_id: str = "",
+    environment_class: str | None = None,
+    docker_servers: list[str] | None = None,
+) -> SandboxMaker:
+    """``(instance, rollout_id) -> Sandbox`` for the run's environment class (checked now)."""
+    kind = environment_class or config.environment.environment_class
+    resolve_class(kind)  # an unknown class is the user's error: say so before any rollout starts
+    servers = list(docker_servers or [])
+
+    def make(inst: Instance, rollout_id: str) -> Sandbox:
+        ctx = SandboxContext(
+            run_id=run_id,
+            rollout_id=rollout_id,
+            repo_dir=dataset.repo_dir(inst),
+            docker_servers=servers,
+            environment_class=kind,
+        )
+        return make_sandbox(inst, config.environment, ctx)
+
+    return make
+
+
+def evaluator_for(
+    eval_server: str | None,
+    make: SandboxMaker,
+    *,
+    token: str | None = None,
+    pool_size: int = 4,
+) -> Evaluator:
+    """``local`` → the built-in evaluator in a fresh sandbox of the run's kind; else the eval server."""
+    counter = {"n": 0}
+
+    def factory(inst: Instance) -> Sandbox:
+        counter["n"] += 1
+        return make(inst, f"eval-{counter['n']:05d}")
+
+    return make_evaluator(eval_server, factory, token=token, pool_size=pool_size)

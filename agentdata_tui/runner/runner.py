@@ -1,0 +1,576 @@
+"""Generation runs: many rollouts at once, each recorded the moment it ends (DESIGN §3).
+
+A worker thread per ``--workers`` slot takes (instance, sample) tasks from a shared queue and,
+per attempt: builds a sandbox, runs the agent, takes the diff, closes the sandbox, evaluates
+the patch and appends the example to ``examples.jsonl``. One rollout's exception never stops
+the others: it becomes an example with ``error`` set. The runner tells the world what happens
+through ``events.jsonl`` (the dashboard's interface) and in-process listeners (the progress
+display) — it knows nothing of who listens.
+
+A graceful stop (first Ctrl+C, SIGTERM, SIGHUP) lets no new rollout start and cancels running
+ones at their next step boundary (cancelled attempts are not recorded, so ``--resume`` runs
+them again); the final JSON is still written. A second Ctrl+C stops at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import secrets
+import signal
+import sys
+import threading
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from agentdata_tui import __version__
+from agentdata_tui.config import Config
+from agentdata_tui.dataset import Dataset, Instance
+from agentdata_tui.errors import UserError
+from agentdata_tui.events import EventWriter, cut
+from agentdata_tui.interfaces import Evaluator, Model, RolloutCancelled, RolloutContext, Sandbox, SandboxError
+from agentdata_tui.records import Example
+from agentdata_tui.runner.store import Redactor, RunStore
+
+log = logging.getLogger("agentdata_tui.runner")
+
+SandboxMaker = Callable[[Instance, str], Sandbox]  # (instance, rollout_id) -> a sandbox, not started
+ERROR_KINDS = {"ModelError": "model", "SandboxError": "sandbox"}
+
+
+class RunListener(Protocol):
+    """In-process observer of a run (the progress display). Called from worker threads."""
+
+    def run_started(self, total: int, pending: int, done_before: int) -> None: ...
+    def rollout_finished(self, example: Example, elapsed_s: float) -> None: ...
+    def run_finished(self, counts: dict[str, Any], elapsed_s: float, stopped: bool) -> None: ...
+
+
+@dataclass
+class RunSpec:
+    """Everything a run needs besides its components (model, evaluator, sandbox maker)."""
+
+    dataset: Dataset
+    instances: list[Instance]
+    config: Config
+    output: Path
+    workers: int = 4
+    samples_per_task: int = 1
+    retry_errors: int = 0
+    resume: bool = False
+    force: bool = False
+    metadata: dict[str, Any] = field(default_factory=dict)  # public: goes into X.json and run.json
+    settings: dict[str, Any] = field(default_factory=dict)  # public: run.json and run_started
+    secrets: list[str] = field(default_factory=list)  # redacted from every file the run writes
+
+
+@dataclass
+class Task:
+    instance: Instance
+    sample_index: int
+    attempt: int
+
+
+@dataclass
+class RunOutcome:
+    output: Path
+    run_dir: Path
+    run_id: str
+    written: int
+    counts: dict[str, Any]
+    stopped: bool
+    elapsed_s: float
+
+    @property
+    def exit_code(self) -> int:
+        if self.stopped:
+            return 130
+        ran = self.counts.get("finished", 0)
+        return 1 if ran and self.counts.get("errors", 0) == ran else 0
+
+
+class Runner:
+    def __init__(
+        self,
+        spec: RunSpec,
+        *,
+        model: Model,
+        evaluator: Evaluator,
+        make_sandbox: SandboxMaker,
+        listeners: list[RunListener] | None = None,
+    ) -> None:
+        self.spec = spec
+        self.model = model
+        self.evaluator = evaluator
+        self.make_sandbox = make_sandbox
+        self.listeners = list(listeners or [])
+        self.redact = Redactor(spec.secrets)
+        self.store = RunStore(spec.output, self.redact)
+        self.run_id = ""
+        self.events: EventWriter | None = None
+        self._stop = threading.Event()
+        self._aborting = False
+        self._queue: deque[Task] = deque()
+        self._qlock = threading.Lock()
+        self._live: set[Sandbox] = set()
+        self._live_lock = threading.Lock()
+        self._counts: dict[str, Any] = {
+            "finished": 0,
+            "successful": 0,
+            "errors": 0,
+            "cancelled": 0,
+            "retried": 0,
+            "reward_sum": 0.0,
+        }
+        self._count_lock = threading.Lock()
+        self._rollout_seq = 0
+
+    # -- control ----------------------------------------------------------------------
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def request_stop(self) -> None:
+        """Graceful: no new rollouts; running ones end at their next step boundary."""
+        self._stop.set()
+
+    def abort(self) -> None:
+        """Immediate: kill every live sandbox now (the second Ctrl+C)."""
+        self._aborting = True
+        self._stop.set()
+        with self._live_lock:
+            live = list(self._live)
+        for sb in live:
+            with contextlib.suppress(Exception):
+                sb.close()
+
+    # -- preparation ------------------------------------------------------------------
+    def _identity(self) -> dict[str, Any]:
+        m = self.spec.metadata
+        return {k: m.get(k) for k in ("model_name", "config_sha256", "dataset_sha256")}
+
+    def _prepare_store(self) -> dict[str, Any]:
+        """Check an existing run folder against --resume/--force; return the previous run.json."""
+        store = self.store
+        if not store.exists():
+            return {}
+        previous = store.read_run_json()
+        if not self.spec.resume:
+            if not self.spec.force:
+                n = len(store.scan())
+                raise UserError(
+                    f"{store.dir} already holds a run ({n} recorded attempts): add --resume to continue it, "
+                    "or --force to start over (the old folder is kept beside it)"
+                )
+            moved = store.set_aside()
+            log.warning("started over: the previous run folder was moved to %s", moved)
+            return {}
+        pid = previous.get("pid")
+        if (
+            previous.get("status") == "running"
+            and isinstance(pid, int)
+            and pid != os.getpid()
+            and _alive(pid)
+        ):
+            raise UserError(f"{store.dir}: a run is still going in this folder (pid {pid}); stop it first")
+        mine = self._identity()
+        theirs = {k: previous.get(k) for k in mine}
+        diff = [k for k in mine if theirs.get(k) and mine[k] and theirs[k] != mine[k]]
+        if diff and not self.spec.force:
+            what = ", ".join(f"{k} {theirs[k]!r} → {mine[k]!r}" for k in diff)
+            raise UserError(
+                f"cannot resume {store.dir}: it was made with another {what}; add --force to resume anyway"
+            )
+        return previous
+
+    def _plan(self) -> tuple[list[Task], int, int]:
+        """Tasks still to run, the number of (instance, sample) pairs, and how many are done."""
+        latest = self.store.latest() if self.spec.resume else {}
+        tasks: list[Task] = []
+        done = 0
+        for inst in self.spec.instances:
+            for s in range(self.spec.samples_per_task):
+                rec = latest.get((inst.instance_id, s))
+                if rec is None:
+                    tasks.append(Task(inst, s, 1))
+                elif rec.retryable and rec.attempt < 1 + self.spec.retry_errors:
+                    tasks.append(Task(inst, s, rec.attempt + 1))
+                else:
+                    done += 1
+        return tasks, len(self.spec.instances) * self.spec.samples_per_task, done
+
+    # -- the run ------------------------------------------------------------------------
+    def run(self) -> RunOutcome:
+        t_start = time.monotonic()
+        previous = self._prepare_store()
+        self.run_id = previous.get("run_id") or f"run-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+        tasks, total, done_before = self._plan()
+        self._queue.extend(tasks)
+        self.store.open_for_append()
+        self.events = _RedactingEventWriter(self.store.events_path, self.redact)
+        started_at = _now_iso()
+        run_json = {
+            **{k: v for k, v in previous.items() if k in ("run_id", "started_at", "resumes")},
+            "run_id": self.run_id,
+            "status": "running",
+            "pid": os.getpid(),
+            "started_at": previous.get("started_at") or started_at,
+            "updated_at": started_at,
+            "tool_version": __version__,
+            "output": str(self.spec.output.resolve()),
+            "total": total,
+            **self._identity(),
+            "metadata": self.spec.metadata,
+            "settings": self.spec.settings,
+        }
+        if previous:
+            run_json["resumes"] = [*previous.get("resumes", []), started_at]
+        self.store.write_run_json(run_json)
+        workers = max(1, min(self.spec.workers, len(tasks) or 1))
+        self.events.emit(
+            "run_started",
+            run_id=self.run_id,
+            total=total,
+            pending=len(tasks),
+            done_before=done_before,
+            workers=self.spec.workers,
+            settings=self.spec.settings,
+            pid=os.getpid(),
+            resumed=bool(previous),
+        )
+        for listener in self.listeners:
+            listener.run_started(total, len(tasks), done_before)
+        log.info("run %s: %d pending of %d, %d workers", self.run_id, len(tasks), total, workers)
+        threads = [
+            threading.Thread(target=self._worker, args=(w,), name=f"rollout-worker-{w}", daemon=True)
+            for w in range(workers)
+        ]
+        for t in threads:
+            t.start()
+        try:
+            for t in threads:
+                while t.is_alive():
+                    t.join(0.25)
+                    self._tick()
+        finally:
+            stopped = self._stop.is_set()
+            elapsed = round(time.monotonic() - t_start, 3)
+            counts = self.counts()
+            written = 0
+            if not self._aborting:
+                meta = {
+                    **self.spec.metadata,
+                    "run_id": self.run_id,
+                    "tool_version": __version__,
+                    "status": "stopped" if stopped else "finished",
+                    "finished_at": _now_iso(),
+                }
+                written = self.store.write_final(meta, [i.instance_id for i in self.spec.instances])
+            self.store.close()
+            self.events.emit("run_finished", counts=counts, elapsed=elapsed, stopped=stopped, written=written)
+            self.events.close()
+            run_json.update(
+                status="aborted" if self._aborting else ("stopped" if stopped else "finished"),
+                updated_at=_now_iso(),
+                finished_at=_now_iso(),
+                counts=counts,
+                written=written,
+            )
+            self.store.write_run_json(run_json)
+            for listener in self.listeners:
+                listener.run_finished(counts, elapsed, stopped)
+        return RunOutcome(self.spec.output, self.store.dir, self.run_id, written, counts, stopped, elapsed)
+
+    def _tick(self) -> None:
+        for listener in self.listeners:
+            tick = getattr(listener, "tick", None)
+            if tick is not None:
+                tick()
+
+    def counts(self) -> dict[str, Any]:
+        with self._count_lock:
+            c = dict(self._counts)
+        n = c["finished"]
+        c["average_reward"] = round(c.pop("reward_sum") / n, 6) if n else 0.0
+        c["success_rate"] = round(c["successful"] / n, 6) if n else 0.0
+        return c
+
+    def _next_task(self) -> Task | None:
+        if self._stop.is_set():
+            return None
+        with self._qlock:
+            return self._queue.popleft() if self._queue else None
+
+    def _worker(self, worker: int) -> None:
+        while (task := self._next_task()) is not None:
+            while True:
+                try:
+                    example = self._rollout(task, worker)
+                except RolloutCancelled:
+                    with self._count_lock:
+                        self._counts["cancelled"] += 1
+                    break
+                if (
+                    example.error is not None
+                    and (example.metadata or {}).get("error_kind")
+                    and (task.attempt < 1 + self.spec.retry_errors)
+                    and not self._stop.is_set()
+                ):
+                    with self._count_lock:
+                        self._counts["retried"] += 1
+                    task = Task(task.instance, task.sample_index, task.attempt + 1)
+                    continue
+                break
+
+    # -- one rollout attempt ----------------------------------------------------------------
+    def _rollout(self, task: Task, worker: int) -> Example:
+        from agentdata_tui.agent.loop import Agent  # the agent pulls in jinja2: import on first use
+
+        inst = task.instance
+        with self._count_lock:
+            self._rollout_seq += 1
+            seq = self._rollout_seq
+        rollout_id = f"{self.run_id[-6:]}-{seq:05d}-{secrets.token_hex(2)}"
+        assert self.events is not None
+        events = self.events
+        events.emit(
+            "rollout_started",
+            rollout_id=rollout_id,
+            instance_id=inst.instance_id,
+            sample_index=task.sample_index,
+            attempt=task.attempt,
+            worker=worker,
+        )
+        t0 = time.monotonic()
+        started_at = _now_iso()
+        timings: dict[str, float] = {}
+        messages: list[dict[str, Any]] = []
+        steps: list[Any] = []
+        exit_status = "Error"
+        error: str | None = None
+        error_kind: str | None = None
+        model_calls = 0
+        cost = 0.0
+        patch, diff_truncated = "", False
+        cancelled: RolloutCancelled | None = None
+
+        def on_step(d: dict[str, Any]) -> None:
+            d = dict(d)
+            d["assistant"] = cut(d.get("assistant"))
+            d["observation"] = cut(d.get("observation"))
+            events.emit("step", rollout_id=rollout_id, **d)
+
+        ctx = RolloutContext(inst.instance_id, task.sample_index, task.attempt, self.run_id)
+        sandbox: Sandbox | None = None
+        try:
+            sandbox = self.make_sandbox(inst, rollout_id)
+            with self._live_lock:
+                self._live.add(sandbox)
+            t = time.monotonic()
+            sandbox.start()
+            timings["sandbox_start_s"] = round(time.monotonic() - t, 3)
+            t = time.monotonic()
+            agent = Agent(
+                self.spec.config,
+                self.model,
+                sandbox,
+                instance=inst,
+                context=ctx,
+                on_step=on_step,
+                should_stop=self._stop.is_set,
+            )
+            result = agent.run()
+            timings["agent_s"] = round(time.monotonic() - t, 3)
+            messages, steps, exit_status = result.messages, result.steps, result.exit_status
+            model_calls, cost, error = result.model_calls, result.cost, result.error
+            error_kind = ERROR_KINDS.get(exit_status) if error else None
+            if exit_status != "SandboxError":
+                patch, diff_truncated = sandbox.diff()
+        except RolloutCancelled as exc:
+            cancelled = exc
+        except SandboxError as exc:
+            exit_status, error, error_kind = "SandboxError", str(exc), "sandbox"
+        except UserError as exc:  # e.g. a template that does not render: the same for every rollout
+            exit_status, error, error_kind = "Error", str(exc), None
+        except Exception as exc:
+            exit_status, error, error_kind = "Error", f"{type(exc).__name__}: {exc}", "runner"
+            log.error("rollout %s (%s) failed:\n%s", rollout_id, inst.instance_id, traceback.format_exc())
+        finally:
+            if sandbox is not None:
+                with contextlib.suppress(Exception):
+                    sandbox.close()
+                with self._live_lock:
+                    self._live.discard(sandbox)
+        if cancelled is not None or self._aborting:
+            events.emit(
+                "rollout_finished",
+                rollout_id=rollout_id,
+                instance_id=inst.instance_id,
+                sample_index=task.sample_index,
+                exit_status="Cancelled",
+                reward=None,
+                speedup=None,
+                success=False,
+                model_calls=model_calls,
+                error=None,
+                cancelled=True,
+            )
+            raise cancelled or RolloutCancelled("aborted")
+
+        reward, success, speedup, eval_info = 0.0, False, None, None
+        # A rollout that failed (model, sandbox, runner) has nothing meaningful to grade.
+        if exit_status not in ("ModelError", "SandboxError", "Error"):
+            t = time.monotonic()
+            try:
+                res = self.evaluator.evaluate(
+                    inst.to_dict(), patch, run_id=self.run_id, sample_index=task.sample_index
+                )
+                reward, success, speedup, eval_info = (
+                    float(res.reward),
+                    bool(res.success),
+                    res.speedup,
+                    res.info,
+                )
+            except Exception as exc:  # eval server down, evaluation sandbox failed, ...
+                error = f"evaluation failed: {exc}"
+                error_kind = "evaluation"
+                eval_info = {"status": "error", "error": str(exc)}
+                log.warning("rollout %s: %s", rollout_id, error)
+            timings["eval_s"] = round(time.monotonic() - t, 3)
+        else:
+            eval_info = {"status": "skipped", "reason": f"rollout ended with {exit_status}"}
+        elapsed = round(time.monotonic() - t0, 3)
+        timings["total_s"] = elapsed
+        example = Example(
+            instance_id=inst.instance_id,
+            problem_statement=inst.problem_statement,
+            messages=messages,
+            git_diff=patch,
+            exit_status=exit_status,
+            reward=reward,
+            speedup=speedup,
+            success=success,
+            model_calls=model_calls,
+            evaluation_info=eval_info,
+            error=self.redact(error) if error else None,
+            metadata={
+                "rollout_id": rollout_id,
+                "run_id": self.run_id,
+                "worker": worker,
+                "model_name": getattr(self.model, "name", None),
+                "started_at": started_at,
+                "timings": timings,
+                "cost": cost,
+                "git_diff_truncated": diff_truncated,
+                "error_kind": error_kind,
+            },
+            sample_index=task.sample_index,
+            attempt=task.attempt,
+            steps=steps,
+        )
+        self.store.append(example)
+        with self._count_lock:
+            c = self._counts
+            c["finished"] += 1
+            c["successful"] += success
+            c["errors"] += error is not None
+            c["reward_sum"] += reward
+        events.emit(
+            "rollout_finished",
+            rollout_id=rollout_id,
+            instance_id=inst.instance_id,
+            sample_index=task.sample_index,
+            attempt=task.attempt,
+            exit_status=exit_status,
+            reward=reward,
+            speedup=speedup,
+            success=success,
+            model_calls=model_calls,
+            error=cut(example.error, 500) if example.error else None,
+        )
+        for listener in self.listeners:
+            listener.rollout_finished(example, elapsed)
+        return example
+
+
+class _RedactingEventWriter(EventWriter):
+    """The event log, with known secrets replaced before a line is written."""
+
+    def __init__(self, path: Path, redact: Redactor) -> None:
+        super().__init__(path)
+        self._redact = redact
+
+    def emit(self, type_: str, **fields: Any) -> dict[str, Any]:
+        if self._redact.secrets:
+            fields = {k: self._redact(v) if isinstance(v, str) else v for k, v in fields.items()}
+        return super().emit(type_, **fields)
+
+
+# -- signals ---------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def graceful_signals(runner: Runner, *, notify: Callable[[str], None] | None = None) -> Iterator[None]:
+    """First SIGINT/SIGTERM/SIGHUP: graceful stop. A second SIGINT: stop at once (exit 130).
+
+    Only the main thread may install handlers; elsewhere (tests driving a runner from a
+    thread) this is a no-op.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    say = notify or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    hits = {"n": 0}
+
+    def handler(signum: int, frame: Any) -> None:
+        hits["n"] += 1
+        name = signal.Signals(signum).name
+        if hits["n"] == 1:
+            say(
+                f"{name}: stopping — no new rollouts, running ones end at their next step; "
+                "the output is still written (Ctrl+C again to stop at once)"
+            )
+            runner.request_stop()
+            return
+        if signum == signal.SIGINT or hits["n"] > 2:
+            say("stopping at once: recorded attempts are kept in examples.jsonl; --resume continues")
+            runner.abort()
+            with contextlib.suppress(Exception):
+                data = runner.store.read_run_json()
+                data.update(status="aborted", updated_at=_now_iso())
+                runner.store.write_run_json(data)
+            os._exit(130)
+
+    sigs = [signal.SIGINT, signal.SIGTERM, signal.SIGHUP]
+    old = {s: signal.getsignal(s) for s in sigs}
+    for s in sigs:
+        signal.signal(s, handler)
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie is not a running run
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        return state not in ("Z", "X")
+    except (OSError, IndexError):
+        return True
+
+
+def _now_iso() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
