@@ -1,7 +1,403 @@
-"""Placeholder: filled in by the process subcommands work."""
+"""The processing subcommands: analyze, filter_data, export_sft, export_trajectory, merge,
+show_example (issue 2 §3). Thin shells over :mod:`agentdata_tui.processing`.
+
+Every input is anything :func:`agentdata_tui.reader.open_input` reads: a training-data JSON
+file, a run folder or its ``examples.jsonl``, a mini-swe-agent ``.traj.json`` file or a folder
+of them. Reports go to stderr so stdout stays clean for ``analyze --json``.
+"""
 
 from __future__ import annotations
 
+import argparse
+import sys
+import time
+from datetime import datetime, timezone
+from typing import Any
 
-def register(add) -> None:
-    return None
+from agentdata_tui.cli.common import AddFn, non_negative_int, positive_int, reward_threshold
+
+INPUT_HELP = (
+    "input: a training-data JSON file, a run folder (X.run/) or its examples.jsonl, "
+    "a mini-swe-agent .traj.json file or a folder of them"
+)
+
+
+# -- shared helpers ----------------------------------------------------------------
+
+
+class _Progress:
+    """A running count on stderr, only when stderr is a terminal (never in logs or pipes)."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.enabled = sys.stderr.isatty()
+        self._last = 0.0
+
+    def __call__(self, count: int) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if now - self._last >= 0.2:
+            self._last = now
+            print(f"\r{self.label}: {count:,} examples…", end="", file=sys.stderr, flush=True)
+
+    def done(self) -> None:
+        if self.enabled and self._last:
+            print("\r\033[K", end="", file=sys.stderr, flush=True)
+
+
+def _tune_gc() -> None:
+    """Fewer cyclic-GC passes while streaming: each example allocates thousands of short-lived
+    containers, and the default gen-0 threshold (700) re-scans the live example's objects over
+    and over. Cycles are still collected, just less often; memory stays flat."""
+    import gc
+
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
+
+
+def _processing_record(command: str, args: argparse.Namespace, **fields: Any) -> dict[str, Any]:
+    from agentdata_tui import __version__
+
+    return {
+        "command": command,
+        "input": str(args.input),
+        **fields,
+        "tool_version": __version__,
+        "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def _with_processing(metadata: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
+    """The input's metadata, kept, plus this step appended to its processing history."""
+    out = dict(metadata)
+    history = out.get("processing")
+    out["processing"] = [*(history if isinstance(history, list) else []), record]
+    return out
+
+
+def _criteria(args: argparse.Namespace):
+    from agentdata_tui.processing.select import Criteria
+
+    statuses = None
+    if getattr(args, "exit_status", None):
+        statuses = [s for group in args.exit_status for s in group.split(",") if s.strip()]
+    return Criteria(
+        min_reward=args.min_reward,
+        successful_only=args.successful_only,
+        max_steps=getattr(args, "max_steps", None),
+        exit_status=statuses,
+        instance_regex=getattr(args, "instance", None),
+    )
+
+
+def _add_selection_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--min-reward",
+        type=reward_threshold,
+        metavar="X",
+        help="keep examples with reward >= X (a number in 0..1)",
+    )
+    p.add_argument("--successful-only", action="store_true", help="keep only examples marked successful")
+
+
+# -- handlers --------------------------------------------------------------------------
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    _tune_gc()
+    import json
+
+    from agentdata_tui.processing.analyze import compute_stats, render_stats
+    from agentdata_tui.reader import open_input
+
+    src = open_input(args.input)
+    stats = compute_stats(src)
+    if args.json:
+        print(json.dumps(stats, indent=2, ensure_ascii=False))
+        return 0
+    from rich.console import Console
+
+    console = Console()
+    console.print(f"[bold]{src.path}[/bold] ({src.kind.replace('_', ' ')})", highlight=False)
+    render_stats(stats, console)
+    return 0
+
+
+def cmd_filter(args: argparse.Namespace) -> int:
+    _tune_gc()
+    from agentdata_tui.processing.export import write_filtered
+    from agentdata_tui.processing.select import Counter, select
+    from agentdata_tui.reader import open_input
+
+    criteria = _criteria(args)
+    src = open_input(args.input)
+    record = _processing_record("filter_data", args, criteria=criteria.describe())
+    metadata = _with_processing(src.metadata, record)
+    counted = Counter(src)
+    progress = _Progress("filter_data")
+    kept = write_filtered(
+        select(counted, criteria),
+        args.output,
+        metadata,
+        progress,
+        summary_extra=lambda n: {
+            "processing": {"command": "filter_data", "examples_read": counted.count, "examples_kept": n}
+        },
+    )
+    progress.done()
+    print(f"filter_data: kept {kept:,} of {counted.count:,} examples -> {args.output}", file=sys.stderr)
+    return 0
+
+
+def cmd_export_sft(args: argparse.Namespace) -> int:
+    _tune_gc()
+    from agentdata_tui.processing.export import export_sft
+    from agentdata_tui.processing.select import Counter, select
+    from agentdata_tui.reader import open_input
+
+    criteria = _criteria(args)
+    counted = Counter(open_input(args.input))
+    progress = _Progress("export_sft")
+    written = export_sft(
+        select(counted, criteria),
+        args.output,
+        reasoning=args.reasoning,
+        max_per_task=args.max_per_task,
+        seed=args.seed,
+        progress=progress,
+    )
+    progress.done()
+    print(f"export_sft: wrote {written:,} of {counted.count:,} examples -> {args.output}", file=sys.stderr)
+    return 0
+
+
+def cmd_export_trajectory(args: argparse.Namespace) -> int:
+    _tune_gc()
+    from agentdata_tui.processing.export import export_trajectory
+    from agentdata_tui.processing.select import Counter, select
+    from agentdata_tui.reader import open_input
+
+    criteria = _criteria(args)
+    src = open_input(args.input)
+    metadata = _with_processing(
+        src.metadata,
+        _processing_record("export_trajectory", args, criteria=criteria.describe(), format=args.format),
+    )
+    counted = Counter(src)
+    progress = _Progress("export_trajectory")
+    written = export_trajectory(
+        select(counted, criteria), args.output, fmt=args.format, metadata=metadata, progress=progress
+    )
+    progress.done()
+    what = "trajectory files" if args.format == "mini-swe-agent" else "trajectories"
+    print(
+        f"export_trajectory: wrote {written:,} {what} of {counted.count:,} examples -> {args.output}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    _tune_gc()
+    from agentdata_tui import __version__
+    from agentdata_tui.processing.merge import merge
+
+    record = {
+        "command": "merge",
+        "inputs": [str(p) for p in args.inputs],
+        "tool_version": __version__,
+        "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    progress = _Progress("merge")
+    result = merge(args.inputs, args.output, metadata_extra={"processing": [record]}, progress=progress)
+    progress.done()
+    if result.duplicates:
+        print(
+            f"merge: {result.duplicates:,} duplicate examples (same instance_id, sample_index, attempt) "
+            "dropped, the first occurrence kept",
+            file=sys.stderr,
+        )
+    print(
+        f"merge: wrote {result.written:,} examples from {len(args.inputs)} inputs -> {args.output}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from agentdata_tui.processing.show import find_example, render_example
+
+    ex = find_example(args.input, args.index)
+    render_example(ex, Console(), title=f"{args.input} [{args.index}]: {ex.instance_id}")
+    return 0
+
+
+# -- registration ------------------------------------------------------------------------
+
+
+def register(add: AddFn) -> None:
+    p = add(
+        "analyze",
+        help="statistics of a training-data file, run or trajectories",
+        description=(
+            "Print statistics: totals, success rate, average reward, model calls, trajectory length, "
+            "reward histogram, exit statuses, speedups and tokens where present, and with several "
+            "samples per instance pass@k (unbiased estimator), per-instance success rate and reward "
+            "variance. Streams: any file size in flat memory."
+        ),
+        epilog=(
+            "examples:\n"
+            "  agentdata-tui analyze --input training_data.json\n"
+            "  agentdata-tui analyze --input training_data.run/ --json > stats.json"
+        ),
+    )
+    p.add_argument("--input", required=True, metavar="F", help=INPUT_HELP)
+    p.add_argument(
+        "--json", action="store_true", help="print the figures as JSON on stdout instead of tables"
+    )
+    p.set_defaults(func=cmd_analyze)
+
+    p = add(
+        "filter_data",
+        help="keep the examples matching conditions, as a training-data file",
+        description=(
+            "Write the examples that match every given condition to a new training-data file. The "
+            "input's metadata is kept, the filters applied are added to metadata.processing, and the "
+            "summary is recomputed (with how many examples were read and kept)."
+        ),
+        epilog=(
+            "example:\n"
+            "  agentdata-tui filter_data --input training_data.json --output good.json \\\n"
+            "      --min-reward 0.7 --successful-only --max-steps 40 --exit-status Submitted"
+        ),
+    )
+    p.add_argument("--input", required=True, metavar="F", help=INPUT_HELP)
+    p.add_argument(
+        "--output", required=True, metavar="G", help="training-data JSON file to write (atomically)"
+    )
+    _add_selection_flags(p)
+    p.add_argument(
+        "--max-steps", type=non_negative_int, metavar="N", help="keep examples with at most N assistant turns"
+    )
+    p.add_argument(
+        "--exit-status",
+        action="append",
+        metavar="S[,S...]",
+        help="keep examples whose exit status is one of these (case-insensitive; repeat or comma-separate)",
+    )
+    p.add_argument(
+        "--instance", metavar="REGEX", help="keep examples whose instance_id matches this regular expression"
+    )
+    p.set_defaults(func=cmd_filter)
+
+    p = add(
+        "export_sft",
+        help="export SFT JSONL (messages + metadata per line)",
+        description=(
+            "Write one JSON line per example: {'messages': [...], 'metadata': {instance_id, reward, "
+            "speedup, model_calls, ...}}. Messages are clean (role, content, tool_calls, tool_call_id) "
+            "with the same keys and types on every line, so Hugging Face datasets loads the file."
+        ),
+        epilog=(
+            "examples:\n"
+            "  agentdata-tui export_sft --input training_data.json --output sft.jsonl --min-reward 0.5\n"
+            "  agentdata-tui export_sft --input run.run/ --output sft.jsonl --successful-only \\\n"
+            "      --max-per-task 2 --seed 7 --reasoning field"
+        ),
+    )
+    p.add_argument("--input", required=True, metavar="F", help=INPUT_HELP)
+    p.add_argument("--output", required=True, metavar="G.jsonl", help="JSONL file to write (atomically)")
+    _add_selection_flags(p)
+    p.add_argument(
+        "--max-per-task",
+        type=positive_int,
+        metavar="N",
+        help="keep at most N examples per instance_id, a random choice made reproducible by --seed",
+    )
+    p.add_argument(
+        "--seed", type=int, default=0, metavar="S", help="seed of the --max-per-task choice (default: 0)"
+    )
+    p.add_argument(
+        "--reasoning",
+        choices=("inline", "field", "strip"),
+        default="inline",
+        help=(
+            "where the model's reasoning goes: 'inline' (default) as <think>...</think> at the start of "
+            "the assistant content, 'field' in reasoning_content, 'strip' removed"
+        ),
+    )
+    p.set_defaults(func=cmd_export_sft)
+
+    p = add(
+        "export_trajectory",
+        help="export step-structured trajectories (thought, action, observation)",
+        description=(
+            "Write {'metadata', 'trajectories': [{instance_id, sample_index, problem_statement, steps: "
+            "[{thought, action, observation, returncode}], git_diff, reward, speedup, success, "
+            "exit_status}]} for behaviour cloning and next-action prediction; or, with --format "
+            "mini-swe-agent, one <instance_id>[__s<sample>].traj.json file per example in "
+            "mini-swe-agent 2.x's schema (its inspector opens them) in the --output folder."
+        ),
+        epilog=(
+            "examples:\n"
+            "  agentdata-tui export_trajectory --input training_data.json --output traj.json --min-reward 0.5\n"
+            "  agentdata-tui export_trajectory --input training_data.json --output trajs/ --format mini-swe-agent"
+        ),
+    )
+    p.add_argument("--input", required=True, metavar="F", help=INPUT_HELP)
+    p.add_argument(
+        "--output",
+        required=True,
+        metavar="G",
+        help="JSON file to write (atomically); a folder with --format mini-swe-agent",
+    )
+    _add_selection_flags(p)
+    p.add_argument(
+        "--format",
+        choices=("json", "mini-swe-agent"),
+        default="json",
+        help="'json' (default): one trajectory file; 'mini-swe-agent': a folder of .traj.json files",
+    )
+    p.set_defaults(func=cmd_export_trajectory)
+
+    p = add(
+        "merge",
+        help="merge several runs or files into one training-data file",
+        description=(
+            "Read each input in turn (any readable input: files, run folders, trajectory folders) and "
+            "write one training-data file with a recomputed summary. Duplicates of (instance_id, "
+            "sample_index, attempt) are reported on stderr and kept once (the first)."
+        ),
+        epilog=("example:\n  agentdata-tui merge day1.json day2.run/ extra.json --output all.json"),
+    )
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help=INPUT_HELP)
+    p.add_argument(
+        "--output", required=True, metavar="G", help="training-data JSON file to write (atomically)"
+    )
+    p.set_defaults(func=cmd_merge)
+
+    p = add(
+        "show_example",
+        help="print one example readably",
+        description=(
+            "Print one example: its messages by role, the diff highlighted, the evaluation, the "
+            "metadata and the per-step table. Streams to the example: a large file is not loaded."
+        ),
+        epilog=(
+            "examples:\n"
+            "  agentdata-tui show_example --input training_data.json --index 0\n"
+            "  agentdata-tui show_example --input training_data.run/ --index -1 | less -R"
+        ),
+    )
+    p.add_argument("--input", required=True, metavar="F", help=INPUT_HELP)
+    p.add_argument(
+        "--index",
+        type=int,
+        default=0,
+        metavar="I",
+        help="which example, from 0 (default: 0); negative counts from the end (-1 is the last)",
+    )
+    p.set_defaults(func=cmd_show)
