@@ -1,0 +1,449 @@
+"""The trajectory browser: an indexed, filterable, sortable table and one example's detail.
+
+The input is indexed in a worker thread; rows appear as batches arrive, sorting is offered
+once the index is complete, and only the selected example is read from disk. The table
+shows one page of the filtered view at a time (DataTable slows down past ~10k rows).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import (
+    Checkbox,
+    DataTable,
+    Footer,
+    Header,
+    Input,
+    Label,
+    Static,
+    TabbedContent,
+    TabPane,
+)
+
+from agentdata_tui.errors import UserError
+from agentdata_tui.records import Example
+from agentdata_tui.tui.index import SORT_KEYS, ExampleIndex, Row, RowFilter
+from agentdata_tui.tui.messages import IndexBatch, IndexDone
+from agentdata_tui.tui.widgets.conversation import ConversationView
+from agentdata_tui.tui.widgets.render import code, render_json
+
+PAGE_SIZE = 1000
+COLUMNS = ("instance", "sample", "reward", "speedup", "success", "steps", "exit status")
+COLUMN_SORT = dict(
+    zip(COLUMNS, ("instance", "sample", "reward", "speedup", "success", "steps", "exit status"), strict=True)
+)
+TABS = ("conversation", "diff", "evaluation", "steps", "metadata")
+
+
+def row_cells(row: Row) -> tuple:
+    reward_style = "green" if row.reward >= 1.0 else ("yellow" if row.reward > 0 else "red")
+    return (
+        row.instance_id,
+        str(row.sample_index),
+        Text(f"{row.reward:.3f}", style=reward_style, justify="right"),
+        Text("–" if row.speedup is None else f"{row.speedup:.2f}×", justify="right"),
+        Text("✓", style="green") if row.success else Text("✗", style="red"),
+        Text(str(row.steps), justify="right"),
+        Text(row.exit_status + (" ⚠" if row.error else ""), style="red" if row.error else ""),
+    )
+
+
+class BrowserScreen(Screen[None]):
+    BINDINGS = [
+        Binding("q", "leave", "Quit", id="quit"),
+        Binding("slash", "focus_filter", "Filter", key_display="/", id="filter"),
+        Binding("n", "next", "Next", id="next"),
+        Binding("p", "previous", "Previous", id="previous"),
+        Binding("e", "export", "Export", id="export"),
+        Binding("t", "statistics", "Statistics", id="statistics"),
+        Binding("o", "cycle_sort", "Sort", id="sort"),
+        Binding("r", "reverse_sort", "Reverse sort", show=False, id="reverse"),
+        Binding("right_square_bracket", "page(1)", "Next page", show=False, key_display="]", id="next-page"),
+        Binding(
+            "left_square_bracket", "page(-1)", "Previous page", show=False, key_display="[", id="prev-page"
+        ),
+        Binding("escape", "focus_table", "Table", show=False, id="table"),
+        Binding("1", "tab('conversation')", "Conversation tab", show=False),
+        Binding("2", "tab('diff')", "Diff tab", show=False),
+        Binding("3", "tab('evaluation')", "Evaluation tab", show=False),
+        Binding("4", "tab('steps')", "Steps tab", show=False),
+        Binding("5", "tab('metadata')", "Metadata tab", show=False),
+    ]
+
+    def __init__(self, path: Path, *, top_level: bool = False) -> None:
+        super().__init__()
+        self.path = Path(path)
+        self.top_level = top_level
+        self.index: ExampleIndex | None = None
+        self.filter = RowFilter()
+        self.sort = "file order"
+        self.reverse = False
+        self.view: list[Row] = []  # the filtered (and sorted) rows
+        self.page = 0
+        self.current: Row | None = None
+        self.example: Example | None = None
+        self._rendered: set[str] = set()
+        self.sub_title = str(self.path)
+
+    # -- layout --------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal(id="filter-bar"):
+            yield Label("min reward", classes="bar-label")
+            yield Input(placeholder="0..1", id="min-reward", classes="narrow")
+            yield Checkbox("successful only", id="successful")
+            yield Input(placeholder="/ search instance id and problem statement", id="text")
+        yield Label("", id="count")
+        with Vertical(id="browser-body"):
+            table: DataTable = DataTable(id="examples", cursor_type="row", zebra_stripes=True)
+            yield table
+            with TabbedContent(id="detail"):
+                with TabPane("Conversation", id="conversation"):
+                    yield ConversationView(id="conversation-view")
+                with TabPane("Diff", id="diff"), VerticalScroll():
+                    yield Static("", id="diff-view")
+                with TabPane("Evaluation", id="evaluation"), VerticalScroll():
+                    yield Static("", id="evaluation-view")
+                with TabPane("Steps", id="steps"):
+                    yield DataTable(id="steps-view", cursor_type="row", zebra_stripes=True)
+                with TabPane("Metadata", id="metadata"), VerticalScroll():
+                    yield Static("", id="metadata-view")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one("#examples", DataTable)
+        for name in COLUMNS:
+            table.add_column(name, key=name)
+        steps = self.query_one("#steps-view", DataTable)
+        for name in (
+            "step",
+            "command",
+            "rc",
+            "prompt tok",
+            "compl tok",
+            "latency s",
+            "exec s",
+            "finish",
+            "flags",
+        ):
+            steps.add_column(name, key=name)
+        table.focus()
+        try:
+            self.index = ExampleIndex(self.path)
+        except UserError as exc:
+            self.query_one("#count", Label).update(Text(str(exc), style="bold red"))
+            self.notify(str(exc), severity="error", timeout=10)
+            return
+        self._update_count()
+        self.build_index()
+
+    # -- indexing ------------------------------------------------------------
+    @work(thread=True, exclusive=True, exit_on_error=False, group="index")
+    def build_index(self) -> None:
+        index = self.index
+        assert index is not None
+        try:
+            for batch in index.build():
+                self.post_message(IndexBatch(batch))
+        except UserError as exc:
+            self.post_message(IndexDone(len(index.rows), error=str(exc)))
+            return
+        self.post_message(IndexDone(len(index.rows)))
+
+    def on_index_batch(self, message: IndexBatch) -> None:
+        if self.sort != "file order" or self.reverse:  # cannot happen while indexing, kept honest
+            return
+        matching = [r for r in message.rows if self.filter.matches(r)] if self.filter.active else message.rows
+        start = len(self.view)
+        self.view.extend(matching)
+        lo, hi = self.page * PAGE_SIZE, (self.page + 1) * PAGE_SIZE
+        table = self.query_one("#examples", DataTable)
+        new = [r for i, r in enumerate(matching, start) if lo <= i < hi]
+        if new:
+            table.add_rows([row_cells(r) for r in new])
+            if self.current is None:
+                self._show_row_at(table.cursor_row)
+        self._update_count()
+
+    def on_index_done(self, message: IndexDone) -> None:
+        if message.error:
+            self.notify(message.error, severity="error", timeout=15)
+        self._update_count(error=message.error)
+
+    def _update_count(self, error: str | None = None) -> None:
+        index = self.index
+        if index is None:
+            return
+        total = len(index.rows)
+        pages = max(1, (len(self.view) + PAGE_SIZE - 1) // PAGE_SIZE)
+        text = Text()
+        text.append(f"{len(self.view):,} of {total:,} examples", style="bold")
+        if not index.complete:
+            text.append("  indexing…", style="yellow")
+        if pages > 1:
+            text.append(f"  page {self.page + 1}/{pages} ([ ])", style="dim")
+        sort = self.sort + (" ↓" if self.reverse else "")
+        text.append(f"  sort: {sort}", style="dim")
+        if error:
+            text.append(f"  {error}", style="bold red")
+        self.query_one("#count", Label).update(text)
+
+    # -- the view ------------------------------------------------------------
+    def refresh_view(self, keep: Row | None = None) -> None:
+        """Recompute the filtered, sorted rows and show the page holding ``keep`` (or the first)."""
+        assert self.index is not None
+        self.view = self.index.select(self.filter, self.sort, self.reverse)
+        position = 0
+        if keep is not None:
+            for i, r in enumerate(self.view):
+                if r is keep:
+                    position = i
+                    break
+        self.page = position // PAGE_SIZE
+        self._fill_table(position % PAGE_SIZE)
+
+    def _fill_table(self, cursor: int = 0) -> None:
+        table = self.query_one("#examples", DataTable)
+        table.clear()
+        page_rows = self.view[self.page * PAGE_SIZE : (self.page + 1) * PAGE_SIZE]
+        table.add_rows([row_cells(r) for r in page_rows])
+        self._update_count()
+        if page_rows:
+            cursor = min(cursor, len(page_rows) - 1)
+            table.move_cursor(row=cursor, animate=False)
+            self._show_row_at(cursor)
+        else:
+            self.current = None
+            self._show_example(None)
+
+    def _show_row_at(self, table_row: int) -> None:
+        i = self.page * PAGE_SIZE + table_row
+        if 0 <= i < len(self.view):
+            row = self.view[i]
+            if row is not self.current:
+                self.current = row
+                self._load(row)
+
+    def _load(self, row: Row) -> None:
+        assert self.index is not None
+        try:
+            example = self.index.load(row)
+        except UserError as exc:
+            self.notify(str(exc), severity="error")
+            example = None
+        self._show_example(example)
+
+    def _show_example(self, example: Example | None) -> None:
+        self.example = example
+        self._rendered = set()
+        self._render_tab(self.query_one("#detail", TabbedContent).active or "conversation")
+
+    def _render_tab(self, tab: str) -> None:
+        """Only the visible tab is rendered; the others when they are opened."""
+        if tab in self._rendered:
+            return
+        self._rendered.add(tab)
+        ex = self.example
+        if tab == "conversation":
+            self.query_one("#conversation-view", ConversationView).show(ex)
+        elif tab == "diff":
+            view = self.query_one("#diff-view", Static)
+            if ex is None or not ex.git_diff:
+                view.update(Text("No diff: the rollout changed nothing.", style="dim italic"))
+            else:
+                view.update(code(ex.git_diff, "diff"))
+        elif tab == "evaluation":
+            view = self.query_one("#evaluation-view", Static)
+            if ex is None:
+                view.update("")
+                return
+            head = {
+                "reward": ex.reward,
+                "success": ex.success,
+                "speedup": ex.speedup,
+                "exit_status": ex.exit_status,
+                "error": ex.error,
+                "model_calls": ex.model_calls,
+                "evaluation_info": ex.evaluation_info,
+            }
+            view.update(render_json(head))
+        elif tab == "steps":
+            self._fill_steps(ex)
+        elif tab == "metadata":
+            view = self.query_one("#metadata-view", Static)
+            if ex is None:
+                view.update("")
+                return
+            data = ex.to_dict()
+            for heavy in ("messages", "steps", "git_diff", "problem_statement"):
+                data.pop(heavy, None)
+            view.update(render_json(data))
+
+    def _fill_steps(self, ex: Example | None) -> None:
+        table = self.query_one("#steps-view", DataTable)
+        table.clear()
+        if ex is None:
+            return
+
+        def num(x: float | int | None, fmt: str = "{:,}") -> str:
+            return "–" if x is None else fmt.format(x)
+
+        for i, s in enumerate(ex.steps, 1):
+            flags = " ".join(
+                f for f, on_ in (("timeout", s.timed_out), ("truncated", s.output_truncated)) if on_
+            )
+            command = (s.command or "").replace("\n", " ⏎ ")
+            table.add_row(
+                str(i),
+                command[:60] + ("…" if len(command) > 60 else ""),
+                num(s.returncode, "{}"),
+                num(s.prompt_tokens),
+                num(s.completion_tokens),
+                num(s.model_latency_s, "{:.2f}"),
+                num(s.exec_time_s, "{:.2f}"),
+                s.finish_reason or "–",
+                flags,
+            )
+
+    @on(TabbedContent.TabActivated, "#detail")
+    def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        if event.pane.id:
+            self._render_tab(event.pane.id)
+
+    @on(DataTable.RowHighlighted, "#examples")
+    def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._show_row_at(event.cursor_row)
+
+    @on(DataTable.HeaderSelected, "#examples")
+    def _header_selected(self, event: DataTable.HeaderSelected) -> None:
+        key = COLUMN_SORT.get(str(event.column_key.value))
+        if key:
+            self.set_sort(
+                key, reverse=not self.reverse if key == self.sort else key in ("reward", "speedup", "success")
+            )
+
+    # -- filters -------------------------------------------------------------
+    @on(Input.Changed, "#min-reward, #text")
+    @on(Checkbox.Changed, "#successful")
+    def _filter_changed(self) -> None:
+        self.apply_filter()
+
+    def apply_filter(self) -> None:
+        text = self.query_one("#min-reward", Input).value.strip()
+        min_reward: float | None = None
+        box = self.query_one("#min-reward", Input)
+        if text:
+            try:
+                min_reward = float(text)
+                if not 0.0 <= min_reward <= 1.0:
+                    raise ValueError
+                box.remove_class("invalid")
+            except ValueError:
+                box.add_class("invalid")
+                self.notify(f"min reward: a number between 0 and 1, got '{text}'", severity="warning")
+                return
+        else:
+            box.remove_class("invalid")
+        new = RowFilter(
+            min_reward=min_reward,
+            successful_only=self.query_one("#successful", Checkbox).value,
+            text=self.query_one("#text", Input).value.strip(),
+        )
+        if new == self.filter:
+            return
+        self.filter = new
+        if self.index is not None:
+            self.current = None
+            self.refresh_view()
+
+    # -- actions -------------------------------------------------------------
+    def action_leave(self) -> None:
+        if self.top_level:
+            self.app.exit(0)
+        else:
+            self.app.pop_screen()
+
+    def action_focus_filter(self) -> None:
+        self.query_one("#text", Input).focus()
+
+    def action_focus_table(self) -> None:
+        self.query_one("#examples", DataTable).focus()
+
+    def action_tab(self, tab: str) -> None:
+        self.query_one("#detail", TabbedContent).active = tab
+
+    def _move(self, delta: int) -> None:
+        if not self.view:
+            return
+        pos = self.page * PAGE_SIZE + self.query_one("#examples", DataTable).cursor_row + delta
+        if not 0 <= pos < len(self.view):
+            self.notify("No more examples in this direction.", severity="information", timeout=2)
+            return
+        page = pos // PAGE_SIZE
+        if page != self.page:
+            self.page = page
+            self._fill_table(pos % PAGE_SIZE)
+        else:
+            self.query_one("#examples", DataTable).move_cursor(row=pos % PAGE_SIZE, animate=False)
+            self._show_row_at(pos % PAGE_SIZE)
+
+    def action_next(self) -> None:
+        self._move(1)
+
+    def action_previous(self) -> None:
+        self._move(-1)
+
+    def action_page(self, delta: int) -> None:
+        pages = max(1, (len(self.view) + PAGE_SIZE - 1) // PAGE_SIZE)
+        page = min(max(0, self.page + delta), pages - 1)
+        if page != self.page:
+            self.page = page
+            self._fill_table(0)
+
+    def _can_sort(self) -> bool:
+        if self.index is None or not self.index.complete:
+            self.notify("Sorting is offered once the index is complete.", severity="warning")
+            return False
+        return True
+
+    def set_sort(self, key: str, reverse: bool = False) -> None:
+        if not self._can_sort():
+            return
+        self.sort, self.reverse = key, reverse
+        self.refresh_view(keep=self.current)
+
+    def action_cycle_sort(self) -> None:
+        keys = list(SORT_KEYS)
+        nxt = keys[(keys.index(self.sort) + 1) % len(keys)]
+        self.set_sort(nxt, reverse=nxt in ("reward", "speedup", "success"))
+
+    def action_reverse_sort(self) -> None:
+        self.set_sort(self.sort, not self.reverse)
+
+    def action_export(self) -> None:
+        if self.index is None:
+            return
+        from agentdata_tui.tui.screens.export import ExportScreen
+
+        if not self.index.complete:
+            self.notify(
+                "Exporting what is indexed so far; the index is not complete yet.", severity="warning"
+            )
+        self.app.push_screen(ExportScreen(self.index, list(self.view)))
+
+    def action_statistics(self) -> None:
+        if self.index is None:
+            return
+        from agentdata_tui.tui.screens.stats import StatsScreen
+
+        what = f"{len(self.view):,} example(s) of {self.path.name}" + (
+            " (filtered)" if self.filter.active else ""
+        )
+        self.app.push_screen(StatsScreen(self.index, list(self.view), what))

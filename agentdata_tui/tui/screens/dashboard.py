@@ -1,0 +1,465 @@
+"""The live dashboard: follows a run folder's ``events.jsonl``, exactly as ``watch`` does.
+
+A worker thread reads the log in batches (``EventTail``) and posts them; the UI thread folds
+them into :class:`DashboardState` (cheap) and a 10 Hz timer repaints only what changed, so a
+run with hundreds of workers streaming never repaints once per event.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+from pathlib import Path
+from typing import Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Label, ProgressBar, RichLog, Static
+
+from agentdata_tui.events import EventTail
+from agentdata_tui.tui.messages import EventsBatch, RunProcessExited
+from agentdata_tui.tui.state import DashboardState, RolloutView, StepView, format_duration
+from agentdata_tui.tui.widgets.render import code, render_content
+
+REPAINT_S = 0.1  # at most ten repaints a second
+WORKER_COLUMNS = ("worker", "instance", "sample", "step", "last command", "elapsed", "status")
+RECENT_COLUMNS = ("instance", "sample", "reward", "speedup", "status", "exit status", "steps")
+STATUS_STYLE = {
+    "running": "yellow",
+    "succeeded": "green",
+    "failed": "red",
+    "error": "bold red",
+    "stopped": "dim",
+    "idle": "dim",
+}
+
+
+def read_run_json(run_dir: Path) -> dict[str, Any]:
+    try:
+        data = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def pid_alive(pid: int | None) -> bool:
+    if not pid or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie (our own finished child not yet reaped) is not alive.
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            return fh.read().rsplit(")", 1)[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def log_tail(path: Path, lines: int = 5) -> str:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(max(0, os.path.getsize(path) - 8192))
+            text = fh.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+class DashboardScreen(Screen[None]):
+    BINDINGS = [
+        Binding("q", "leave", "Quit", id="quit"),
+        Binding("s", "stop_run", "Stop run", id="stop"),
+        Binding("b", "browse", "Browse", id="browse"),
+        Binding("f", "follow", "Follow newest", show=False, id="follow"),
+    ]
+
+    def __init__(self, run_dir: Path, *, process: Any = None, poll_interval: float = 0.2) -> None:
+        super().__init__()
+        self.run_dir = Path(run_dir)
+        self.process = process
+        self.poll_interval = poll_interval
+        self.state: DashboardState | None = None
+        self.painted_events = -1
+        self.selected_rollout: str | None = None
+        self._written_steps = 0
+        self._dirty = True
+        self._stop = threading.Event()
+        self._pending = threading.Semaphore(8)  # batches in flight: the reader backs off past this
+        self._recent_done = -1
+        self._worker_rows: set[str] = set()
+        self._tick = 0
+        self._process_reported = False
+        self._stop_sent = False
+        self.sub_title = str(self.run_dir)
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static("Waiting for the run's event log…", id="run-summary")
+        yield ProgressBar(total=None, show_eta=False, id="run-progress")
+        yield Label("", id="run-alert")
+        with Horizontal(id="dash-body"):
+            yield DataTable(id="workers", cursor_type="row", zebra_stripes=True)
+            with Vertical(id="live"):
+                yield Label("Conversation", id="live-title")
+                yield RichLog(id="live-log", wrap=True, markup=False, highlight=False, max_lines=2000)
+        yield DataTable(id="recent", cursor_type="row", zebra_stripes=True)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.state = DashboardState(clock=self.app.clock)  # type: ignore[attr-defined]
+        workers = self.query_one("#workers", DataTable)
+        for c in WORKER_COLUMNS:
+            workers.add_column(c, key=c)
+        recent = self.query_one("#recent", DataTable)
+        for c in RECENT_COLUMNS:
+            recent.add_column(c, key=c)
+        self.follow()
+        self.set_interval(REPAINT_S, self.repaint)
+        self.repaint()
+
+    def on_unmount(self) -> None:
+        self._stop.set()
+
+    # -- reading the log -----------------------------------------------------
+    @work(thread=True, exclusive=True, exit_on_error=False, group="tail")
+    def follow(self) -> None:
+        tail = EventTail(self.run_dir / "events.jsonl")
+        finished = False
+        while not self._stop.is_set():
+            events = tail.read()
+            if events:
+                finished = finished or any(e.get("type") == "run_finished" for e in events)
+                while not self._pending.acquire(timeout=0.5):
+                    if self._stop.is_set():
+                        return
+                self.post_message(EventsBatch(events))
+                continue
+            if finished:
+                return
+            if self.process is not None and self.process.poll() is not None:
+                # The run exited: read what it wrote last, then report once.
+                events = tail.read()
+                if events:
+                    self.post_message(EventsBatch(events))
+                    continue
+                self.post_message(RunProcessExited(self.process.returncode, log_tail(self._log_path())))
+                return
+            self._stop.wait(self.poll_interval)
+
+    def _log_path(self) -> Path:
+        for name in ("tui-launch.log", "demo.log"):
+            if (self.run_dir / name).exists():
+                return self.run_dir / name
+        return self.run_dir / "tui-launch.log"
+
+    def on_events_batch(self, message: EventsBatch) -> None:
+        self._pending.release()
+        assert self.state is not None
+        self.state.apply(message.events)
+        self._dirty = True
+
+    def on_run_process_exited(self, message: RunProcessExited) -> None:
+        assert self.state is not None
+        if self.state.run_finished is not None or self._process_reported:
+            return
+        self._process_reported = True
+        if message.returncode != 0 and not self._stop_sent:
+            text = f"The run exited with code {message.returncode} before finishing. {message.log_tail}"
+            self.query_one("#run-alert", Label).update(Text(text.strip(), style="bold red"))
+            self.notify(
+                f"The run exited with code {message.returncode}: see {self._log_path()}",
+                severity="error",
+                timeout=15,
+            )
+        else:
+            self.query_one("#run-alert", Label).update("The run's process has ended.")
+
+    # -- painting ------------------------------------------------------------
+    def repaint(self) -> None:
+        state = self.state
+        if state is None:
+            return
+        self._tick += 1
+        every_second = self._tick % 10 == 0
+        if not self._dirty and not every_second:
+            return
+        self._dirty = False
+        self.painted_events = state.events_seen
+        dirty_workers, dirty_rollouts = state.take_dirty()
+        self._paint_summary(state)
+        self._paint_workers(state, dirty_workers, elapsed_only=every_second)
+        self._paint_recent(state)
+        self._paint_live(state, dirty_rollouts)
+
+    def _paint_summary(self, state: DashboardState) -> None:
+        m = state.metrics()
+        if state.run_id is None and not state.events_seen:
+            return
+        live = self._run_live()
+        state.stale = not live and not m.finished
+        m = state.metrics()
+        status = (
+            "finished"
+            if m.finished
+            else ("running" if live else "not running (stopped or killed; resume with --resume)")
+        )
+        line1 = Text()
+        line1.append(f"run {state.run_id or '?'}", style="bold")
+        line1.append(f"  {status}", style="green" if m.finished else "yellow")
+        settings = state.settings
+        if settings.get("model") or settings.get("model_name"):
+            line1.append(f"  model {settings.get('model') or settings.get('model_name')}", style="dim")
+        line1.append(f"  workers {state.workers_n or len(state.workers)}", style="dim")
+        line2 = Text()
+        line2.append(f"{m.done:,}/{m.total:,} done", style="bold")
+        line2.append(f"  ETA {format_duration(m.eta_s)}  elapsed {format_duration(m.elapsed_s)}")
+        line2.append(f"  success {m.success_rate * 100:.1f}%  avg reward {m.average_reward:.3f}")
+        line2.append(f"  {m.rollouts_per_min:.1f} rollouts/min  {m.tokens_per_s:,.0f} tok/s")
+        line3 = Text()
+        line3.append(f"running {m.running}", style="yellow")
+        line3.append(f"  succeeded {m.succeeded}", style="green")
+        line3.append(f"  failed {m.failed}", style="red")
+        line3.append(f"  errors {m.errors}", style="bold red" if m.errors else "dim")
+        self.query_one("#run-summary", Static).update(Text("\n").join([line1, line2, line3]))
+        bar = self.query_one("#run-progress", ProgressBar)
+        bar.update(total=max(1, m.total), progress=m.done)
+
+    def _worker_cells(self, state: DashboardState, w: Any) -> tuple:
+        view = state.rollouts.get(w.rollout_id) if w.rollout_id else None
+        if view is not None and view.finished_t is not None:
+            elapsed = view.finished_t - view.started_t
+        else:
+            elapsed = state.elapsed(w.started_t) if w.started_t is not None else None
+        command = w.last_command.replace("\n", " ⏎ ")
+        return (
+            w.worker,
+            w.instance_id,
+            str(w.sample_index),
+            str(w.step),
+            command[:48] + ("…" if len(command) > 48 else ""),
+            format_duration(elapsed),
+            Text(w.status, style=STATUS_STYLE.get(w.status, "")),
+        )
+
+    def _paint_workers(self, state: DashboardState, dirty: set[str], elapsed_only: bool) -> None:
+        table = self.query_one("#workers", DataTable)
+        for key in sorted(dirty, key=_worker_order):
+            w = state.workers[key]
+            cells = self._worker_cells(state, w)
+            if key in self._worker_rows:
+                for col, value in zip(WORKER_COLUMNS, cells, strict=True):
+                    table.update_cell(key, col, value)
+            else:
+                table.add_row(*cells, key=key)
+                self._worker_rows.add(key)
+        if elapsed_only:
+            for key, w in state.workers.items():
+                if w.status == "running" and key not in dirty:
+                    table.update_cell(key, "elapsed", self._worker_cells(state, w)[5])
+        if self.selected_rollout is None and table.row_count:
+            self._select_worker_row(table.cursor_row)
+
+    def _paint_recent(self, state: DashboardState) -> None:
+        if state.done == self._recent_done:
+            return
+        self._recent_done = state.done
+        table = self.query_one("#recent", DataTable)
+        table.clear()
+        for view in list(state.recent)[:50]:
+            f = view.finished or {}
+            reward = f.get("reward")
+            speedup = f.get("speedup")
+            table.add_row(
+                view.instance_id,
+                str(view.sample_index),
+                Text("–" if reward is None else f"{reward:.3f}", justify="right"),
+                Text("–" if speedup is None else f"{speedup:.2f}×", justify="right"),
+                Text(view.status, style=STATUS_STYLE.get(view.status, "")),
+                str(f.get("exit_status") or ""),
+                str(f.get("model_calls") if f.get("model_calls") is not None else len(view.steps)),
+                key=view.rollout_id,
+            )
+
+    def _paint_live(self, state: DashboardState, dirty_rollouts: set[str]) -> None:
+        rid = self.selected_rollout
+        if rid is None or rid not in dirty_rollouts:
+            return
+        view = state.rollouts.get(rid)
+        if view is None:
+            return
+        log = self.query_one("#live-log", RichLog)
+        for step in view.steps[self._written_steps :]:
+            _write_step(log, step)
+        self._written_steps = len(view.steps)
+        if view.finished is not None and not getattr(log, "_finished_written", False):
+            _write_finished(log, view)
+            log._finished_written = True  # type: ignore[attr-defined]
+
+    def select_rollout(self, rollout_id: str | None) -> None:
+        """Show this rollout's conversation (from its first step, growing as steps arrive)."""
+        if rollout_id == self.selected_rollout or self.state is None:
+            return
+        self.selected_rollout = rollout_id
+        log = self.query_one("#live-log", RichLog)
+        log.clear()
+        log._finished_written = False  # type: ignore[attr-defined]
+        self._written_steps = 0
+        view = self.state.rollouts.get(rollout_id) if rollout_id else None
+        title = self.query_one("#live-title", Label)
+        if view is None:
+            title.update("Conversation")
+            return
+        title.update(
+            Text(f"{view.instance_id} · sample {view.sample_index} · worker {view.worker}", style="bold")
+        )
+        self._paint_live(self.state, {view.rollout_id})
+
+    def _select_worker_row(self, row: int) -> None:
+        table = self.query_one("#workers", DataTable)
+        if not table.row_count or self.state is None:
+            return
+        key = table.coordinate_to_cell_key((row, 0)).row_key.value  # type: ignore[arg-type]
+        w = self.state.workers.get(str(key))
+        if w is not None and w.rollout_id:
+            self.select_rollout(w.rollout_id)
+
+    @on(DataTable.RowHighlighted, "#workers")
+    def _worker_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.row_key.value is not None and self.state is not None:
+            w = self.state.workers.get(str(event.row_key.value))
+            if w is not None and w.rollout_id:
+                self.select_rollout(w.rollout_id)
+
+    @on(DataTable.RowSelected, "#recent")
+    def _recent_selected(self, event: DataTable.RowSelected) -> None:
+        if event.row_key.value is not None:
+            self.select_rollout(str(event.row_key.value))
+
+    # -- the run process -----------------------------------------------------
+    def run_pid(self) -> int | None:
+        pid = read_run_json(self.run_dir).get("pid")
+        if isinstance(pid, int):
+            return pid
+        return getattr(self.process, "pid", None)
+
+    def _run_live(self) -> bool:
+        if self.state is not None and self.state.run_finished is not None:
+            return False
+        if self.process is not None and self.process.poll() is None:
+            return True
+        return pid_alive(self.run_pid())
+
+    def stop_run(self) -> bool:
+        """A graceful stop: SIGTERM to the runner (it records what is done and writes the output)."""
+        pid = self.run_pid()
+        if not pid_alive(pid):
+            self.notify("The run is not running (no live process in run.json).", severity="warning")
+            return False
+        try:
+            os.kill(pid, signal.SIGTERM)  # type: ignore[arg-type]
+        except OSError as exc:
+            self.notify(f"Could not stop the run (pid {pid}): {exc.strerror}", severity="error")
+            return False
+        self._stop_sent = True
+        self.notify(f"Stop sent to the run (pid {pid}); it finishes cleanly and writes its output.")
+        return True
+
+    # -- actions -------------------------------------------------------------
+    def action_stop_run(self) -> None:
+        if not self._run_live():
+            self.notify("The run is not running.", severity="warning")
+            return
+        from agentdata_tui.tui.screens.modals import ConfirmScreen
+
+        def answer(yes: bool | None) -> None:
+            if yes:
+                self.stop_run()
+
+        self.app.push_screen(
+            ConfirmScreen(
+                "Stop the run? Rollouts in flight are not recorded; resume later with --resume.",
+                yes="Stop the run",
+            ),
+            answer,
+        )
+
+    def action_leave(self) -> None:
+        if not self._run_live():
+            self.app.exit(0)
+            return
+        from agentdata_tui.tui.screens.modals import QuitRunScreen
+
+        def answer(choice: str | None) -> None:
+            if choice == "stop":
+                self.stop_run()
+                self.app.exit(0)
+            elif choice == "leave":
+                self.app.exit(0)
+
+        self.app.push_screen(QuitRunScreen(), answer)
+
+    def action_browse(self) -> None:
+        if not (self.run_dir / "examples.jsonl").exists():
+            self.notify("No finished rollouts yet: nothing to browse.", severity="warning")
+            return
+        from agentdata_tui.tui.screens.browser import BrowserScreen
+
+        self.app.push_screen(BrowserScreen(self.run_dir))
+
+    def action_follow(self) -> None:
+        """Show the most recently started rollout."""
+        if self.state and self.state.rollouts:
+            running = [r for r in self.state.rollouts.values() if r.finished is None]
+            target = running[-1] if running else next(reversed(self.state.rollouts.values()))
+            self.select_rollout(target.rollout_id)
+
+
+def _worker_order(key: str) -> tuple[int, str]:
+    return (int(key), "") if key.isdigit() else (1 << 30, key)
+
+
+def _write_step(log: RichLog, step: StepView) -> None:
+    head = Text()
+    head.append(f" step {step.step} ", style="bold reverse green")
+    if step.completion_tokens or step.prompt_tokens:
+        head.append(f"  {step.prompt_tokens:,}+{step.completion_tokens:,} tokens", style="dim")
+    if step.model_latency_s is not None:
+        head.append(f"  model {step.model_latency_s:.1f}s", style="dim")
+    log.write(head)
+    if step.assistant:
+        log.write(render_content(step.assistant))
+    elif step.command:
+        log.write(code(step.command, "bash"))
+    if step.observation or step.returncode is not None:
+        rc = Text(f"  ↳ returncode {step.returncode}", style="green" if step.returncode == 0 else "red")
+        if step.exec_time_s is not None:
+            rc.append(f"  {step.exec_time_s:.2f}s", style="dim")
+        log.write(rc)
+        obs = step.observation
+        lines = obs.splitlines()
+        if len(lines) > 12:
+            obs = "\n".join(lines[:12]) + f"\n… {len(lines) - 12} more lines (full text in the browser)"
+        if obs:
+            log.write(Text(obs, style="dim"))
+
+
+def _write_finished(log: RichLog, view: RolloutView) -> None:
+    f = view.finished or {}
+    t = Text()
+    t.append(f" {view.status.upper()} ", style=("bold reverse " + STATUS_STYLE.get(view.status, "")).strip())
+    t.append(f"  exit {f.get('exit_status')}  reward {f.get('reward')}")
+    if f.get("speedup") is not None:
+        t.append(f"  speedup {f['speedup']:.2f}×")
+    if f.get("error"):
+        t.append(f"  error: {f['error']}", style="red")
+    log.write(t)

@@ -1,0 +1,165 @@
+"""Pilot tests of the browser: rows, filters, next/previous, details, statistics and exports."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from textual.widgets import Checkbox, DataTable, Input, TabbedContent
+
+from agentdata_tui.reader import open_input
+from agentdata_tui.tui.app import make_app
+from agentdata_tui.tui.screens.export import ExportScreen
+from agentdata_tui.tui.screens.stats import StatsScreen
+from tui.fixtures import examples, write_file
+from tui.helpers import index_done, run_async, wait_until
+
+CLOCK = lambda: 1_700_000_100.0  # noqa: E731
+
+
+@run_async
+async def test_rows_filter_and_navigation(tmp_path: Path) -> None:
+    path = write_file(tmp_path / "data.json", n=12)
+    app = make_app("browse", path=path, clock=CLOCK)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await index_done(pilot)
+        screen = app.screen
+        table = screen.query_one("#examples", DataTable)
+        assert table.row_count == 12
+        assert screen.example is not None and screen.example.instance_id == "demo__task-0"
+
+        await pilot.press("n", "n")
+        assert screen.current.pos == 2 and screen.example.instance_id == "demo__task-2"
+        await pilot.press("p")
+        assert screen.current.pos == 1
+
+        # the filter bar: successful only, then a minimum reward, then text
+        screen.query_one("#successful", Checkbox).value = True
+        await pilot.pause()
+        want = [ex for ex in examples(12) if ex.success]
+        assert table.row_count == len(want) < 12
+        assert [r.instance_id for r in screen.view] == [ex.instance_id for ex in want]
+        screen.query_one("#successful", Checkbox).value = False
+        await pilot.press("slash")
+        assert screen.query_one("#text", Input).has_focus
+        await pilot.press(*"task-3")
+        await pilot.pause()
+        assert table.row_count == 2 and all(r.instance_id == "demo__task-3" for r in screen.view)
+        screen.query_one("#text", Input).value = ""
+        screen.query_one("#min-reward", Input).value = "0.5"
+        await pilot.pause()
+        assert table.row_count == sum(1 for ex in examples(12) if ex.reward >= 0.5)
+        screen.query_one("#min-reward", Input).value = "7"  # out of range: flagged, filter kept
+        await pilot.pause()
+        assert screen.query_one("#min-reward", Input).has_class("invalid")
+
+        # sorting once indexed
+        screen.query_one("#min-reward", Input).value = ""
+        await pilot.pause()
+        screen.query_one("#examples", DataTable).focus()
+        screen.set_sort("reward", reverse=True)
+        await pilot.pause()
+        rewards = [r.reward for r in screen.view]
+        assert rewards == sorted(rewards, reverse=True)
+
+        # detail tabs render when opened
+        await pilot.press("2")
+        assert screen.query_one("#detail", TabbedContent).active == "diff"
+        assert "diff" in screen._rendered
+        await pilot.press("4")
+        assert screen.query_one("#steps-view", DataTable).row_count == len(screen.example.steps)
+        await pilot.press("q")
+    assert app.return_value == 0
+
+
+@run_async
+async def test_export_writes_exactly_the_filtered_examples(tmp_path: Path) -> None:
+    path = write_file(tmp_path / "data.json", n=12)
+    out = tmp_path / "picked.json"
+    app = make_app("browse", path=path, clock=CLOCK)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await index_done(pilot)
+        screen = app.screen
+        screen.query_one("#text", Input).value = "task-1"
+        await pilot.pause()
+        shown = [r.pos for r in screen.view]
+        assert len(shown) == 3
+        await pilot.press("e")
+        await wait_until(pilot, lambda: isinstance(app.screen, ExportScreen), what="the export dialog")
+        dialog = app.screen
+        await pilot.click("#kind-filtered")
+        dialog.query_one("#output", Input).value = str(out)
+        await pilot.click("#export")
+        await app.workers.wait_for_complete()
+        await wait_until(pilot, lambda: not isinstance(app.screen, ExportScreen), what="the export to finish")
+        assert dialog.written == 3
+        assert any(str(out) in n.message and "3" in n.message for n in app._notifications)
+    written = list(open_input(out))
+    want = [examples(12)[i].to_dict() for i in shown]
+    assert [ex.to_dict() for ex in written] == want
+    assert json.loads(out.read_text())["summary"]["total_examples"] == 3
+
+
+@run_async
+async def test_export_sft_with_dialog_criteria(tmp_path: Path) -> None:
+    path = write_file(tmp_path / "data.json", n=12)
+    out = tmp_path / "sft.jsonl"
+    app = make_app("browse", path=path, clock=CLOCK)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await index_done(pilot)
+        await pilot.press("e")
+        await wait_until(pilot, lambda: isinstance(app.screen, ExportScreen))
+        dialog = app.screen
+        dialog.query_one("#output", Input).value = str(out)
+        dialog.query_one("#min-reward", Input).value = "1"
+        await pilot.click("#export")
+        await app.workers.wait_for_complete()
+        await wait_until(pilot, lambda: not isinstance(app.screen, ExportScreen))
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(lines) == sum(1 for ex in examples(12) if ex.reward >= 1.0)
+    assert all(line["metadata"]["reward"] >= 1.0 for line in lines)
+
+
+@run_async
+async def test_statistics_view(tmp_path: Path) -> None:
+    path = write_file(tmp_path / "data.json", n=12, samples=3)
+    app = make_app("browse", path=path, clock=CLOCK)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await index_done(pilot)
+        await pilot.press("t")
+        await wait_until(pilot, lambda: isinstance(app.screen, StatsScreen))
+        await app.workers.wait_for_complete()
+        await wait_until(pilot, lambda: app.screen.stats is not None, what="statistics")
+        stats = app.screen.stats
+        assert stats["total"] == 12
+        assert sum(b["count"] for b in stats["reward_histogram"]) == 12
+        await pilot.press("escape")
+        assert app.screen.__class__.__name__ == "BrowserScreen"
+
+
+@run_async
+async def test_bad_input_is_one_line_not_a_crash(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text("this is not json", encoding="utf-8")
+    app = make_app("browse", path=bad, clock=CLOCK)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        assert any("not JSON" in n.message for n in app._notifications)
+        await pilot.press("q")
+    assert app.return_value == 0
+
+
+@run_async
+async def test_command_palette_lists_screen_actions(tmp_path: Path) -> None:
+    from agentdata_tui.tui.app import ActionsProvider
+
+    path = write_file(tmp_path / "data.json", n=3)
+    app = make_app("browse", path=path, clock=CLOCK)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await index_done(pilot)
+        provider = ActionsProvider(app.screen)
+        names = [name for name, _, _ in provider._commands()]
+        for wanted in ("Export", "Statistics", "Next", "Previous", "Filter", "Quit", "Keys"):
+            assert wanted in names
+        await pilot.press("question_mark")
+        assert app.screen.query("HelpPanel")
