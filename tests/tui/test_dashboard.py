@@ -1,0 +1,188 @@
+"""Pilot tests of the dashboard: a finished run, a live one (a real process to stop), quitting, browsing."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from textual.widgets import DataTable, RichLog
+
+from agentdata_tui.tui.app import make_app
+from agentdata_tui.tui.screens.browser import BrowserScreen
+from agentdata_tui.tui.screens.modals import ConfirmScreen, QuitRunScreen
+from tui.fixtures import T0, write_run
+from tui.helpers import dashboard_caught_up, index_done, run_async, wait_until
+
+CLOCK = lambda: T0 + 30  # noqa: E731
+
+
+@run_async
+async def test_watch_a_finished_run(tmp_path: Path) -> None:
+    run = write_run(tmp_path / "out.run", total=8, finished=8, complete=True)
+    app = make_app("watch", path=run, clock=CLOCK)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await dashboard_caught_up(pilot, finished=True)
+        screen = app.screen
+        m = screen.state.metrics()
+        assert (m.done, m.total, m.running, m.finished) == (8, 8, 0, True)
+        assert screen.query_one("#workers", DataTable).row_count == 4
+        assert screen.query_one("#recent", DataTable).row_count == 8
+        assert screen.selected_rollout is not None
+        assert screen.query_one("#live-log", RichLog).lines  # the selected rollout's conversation
+        summary = str(screen.query_one("#run-summary").render())
+        assert "8/8 done" in summary and "finished" in summary
+        # b: the browser on what is done
+        await pilot.press("b")
+        await wait_until(pilot, lambda: isinstance(app.screen, BrowserScreen))
+        await index_done(pilot)
+        assert app.screen.query_one("#examples", DataTable).row_count == 8
+        await pilot.press("q")  # back to the dashboard
+        assert app.screen is screen
+        await pilot.press("q")  # a finished run: quits without asking
+    assert app.return_value == 0
+
+
+def _sleeper(tmp_path: Path) -> subprocess.Popen:
+    """A real process standing in for the runner: it exits on SIGTERM, like generate-multi."""
+    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+
+
+@run_async
+async def test_stop_asks_then_signals_the_runner(tmp_path: Path) -> None:
+    proc = _sleeper(tmp_path)
+    try:
+        run = write_run(tmp_path / "out.run", total=8, finished=3, complete=False, pid=proc.pid)
+        app = make_app("watch", path=run, clock=CLOCK)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await dashboard_caught_up(pilot)
+            screen = app.screen
+            assert screen.state.metrics().running == 4
+            await pilot.press("s")
+            await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+            await pilot.press("escape")  # no: nothing is sent
+            await pilot.pause()
+            assert proc.poll() is None
+            await pilot.press("s")
+            await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+            await pilot.press("y")
+            assert proc.wait(timeout=10) == -15  # SIGTERM
+            # the live events keep coming: a new line appended is picked up
+            with open(run / "events.jsonl", "a", encoding="utf-8") as fh:
+                fh.write(
+                    json.dumps({"v": 1, "t": T0 + 29, "type": "run_finished", "counts": {}, "elapsed": 29})
+                    + "\n"
+                )
+            await dashboard_caught_up(pilot, finished=True)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+@run_async
+async def test_quit_leaves_a_live_run_going_by_default(tmp_path: Path) -> None:
+    proc = _sleeper(tmp_path)
+    try:
+        run = write_run(tmp_path / "out.run", total=8, finished=3, complete=False, pid=proc.pid)
+        app = make_app("watch", path=run, clock=CLOCK)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await dashboard_caught_up(pilot)
+            await pilot.press("q")
+            await wait_until(pilot, lambda: isinstance(app.screen, QuitRunScreen))
+            await pilot.press("enter")  # the default button: leave running
+        assert app.return_value == 0
+        assert proc.poll() is None  # still running
+
+        app = make_app("watch", path=run, clock=CLOCK)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await dashboard_caught_up(pilot)
+            await pilot.press("q")
+            await wait_until(pilot, lambda: isinstance(app.screen, QuitRunScreen))
+            await pilot.click("#stop")
+        assert proc.wait(timeout=10) == -15
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+@run_async
+async def test_run_killed_without_run_finished(tmp_path: Path) -> None:
+    run = write_run(tmp_path / "out.run", total=8, finished=5, complete=False, pid=2**22 + 12345)
+    app = make_app("watch", path=run, clock=lambda: T0 + 10_000)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await dashboard_caught_up(pilot)
+        summary = str(app.screen.query_one("#run-summary").render())
+        assert "not running" in summary
+        # time stops at the last event rather than growing with the wall clock
+        assert app.screen.state.metrics().elapsed_s < 60
+        await pilot.press("q")  # nothing live: no question
+    assert app.return_value == 0
+
+
+@run_async
+async def test_many_workers_are_folded_in_batches(tmp_path: Path) -> None:
+    """256 workers, thousands of events: every event counted, repaints far fewer than events."""
+    run = tmp_path / "big.run"
+    run.mkdir()
+    lines = [
+        json.dumps({"v": 1, "t": T0, "type": "run_started", "run_id": "big", "total": 512, "workers": 256})
+    ]
+    for i in range(512):
+        lines.append(
+            json.dumps(
+                {
+                    "v": 1,
+                    "t": T0 + 1,
+                    "type": "rollout_started",
+                    "rollout_id": f"r{i}",
+                    "instance_id": f"t{i}",
+                    "worker": i % 256,
+                }
+            )
+        )
+        for s in range(1, 6):
+            lines.append(
+                json.dumps(
+                    {
+                        "v": 1,
+                        "t": T0 + 1 + s,
+                        "type": "step",
+                        "rollout_id": f"r{i}",
+                        "step": s,
+                        "command": f"echo {s}",
+                        "assistant": "x" * 200,
+                        "observation": "y" * 200,
+                    }
+                )
+            )
+        lines.append(
+            json.dumps(
+                {
+                    "v": 1,
+                    "t": T0 + 7,
+                    "type": "rollout_finished",
+                    "rollout_id": f"r{i}",
+                    "reward": 1.0,
+                    "success": True,
+                }
+            )
+        )
+    (run / "events.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    app = make_app("watch", path=run, clock=CLOCK)
+    repaints = 0
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = app.screen
+        original = screen._paint_summary
+
+        def counting(state):
+            nonlocal repaints
+            repaints += 1
+            original(state)
+
+        screen._paint_summary = counting
+        await dashboard_caught_up(pilot)
+        assert screen.state.events_seen == len(lines)
+        assert screen.state.done == 512
+        assert screen.query_one("#workers", DataTable).row_count == 256
+    assert repaints < len(lines) / 100
