@@ -298,8 +298,11 @@ def register(add: AddFn) -> None:
         help="export SFT JSONL (messages + metadata per line)",
         description=(
             "Write one JSON line per example: {'messages': [...], 'metadata': {instance_id, reward, "
-            "speedup, model_calls, ...}}. Messages are clean (role, content, tool_calls, tool_call_id) "
-            "with the same keys and types on every line, so Hugging Face datasets loads the file."
+            "speedup, has_speedup, model_calls, success, exit_status, sample_index, attempt, ...}}. "
+            "Messages are clean (role, content, tool_calls, tool_call_id) with the same keys and non-null "
+            "types on every line, so Hugging Face datasets loads any mix of runs: 'none' is the empty "
+            "string, tool_calls is the OpenAI list as a JSON string (json.loads it for a chat template), "
+            "and speedup is 0.0 with has_speedup false where no benchmark ran."
         ),
         epilog=(
             "examples:\n"

@@ -134,12 +134,14 @@ def split_think(content: str) -> tuple[str | None, str]:
 
 
 def clean_message(msg: dict[str, Any], reasoning: Reasoning = "inline") -> dict[str, Any]:
-    """One message in the SFT schema: the same keys and types on every line.
+    """One message in the SFT schema: the same keys with the same non-null types on every line.
 
-    ``tool_calls`` is always a list (empty when none) and ``tool_call_id`` a string or null, so
-    that Hugging Face ``datasets`` infers one Arrow schema whatever the mix of text-mode and
-    tool-call-mode rollouts; ``reasoning_content`` exists only in ``field`` mode.
-    (Written for speed: it runs for every message of a 1 GB export.)
+    Hugging Face ``datasets`` fixes a JSON file's Arrow schema from its first chunk (10 MB):
+    a field that is null (or an empty list) throughout that chunk gets the type ``null`` and
+    any later real value fails to load. So "none" is the empty string everywhere, and
+    ``tool_calls`` is the OpenAI list encoded as a JSON string (``""`` when there are none;
+    ``json.loads`` it before applying a chat template). ``reasoning_content`` exists only in
+    ``field`` mode. (Written for speed: it runs for every message of a 1 GB export.)
     """
     content = msg.get("content")
     if content.__class__ is not str:
@@ -161,25 +163,29 @@ def clean_message(msg: dict[str, Any], reasoning: Reasoning = "inline") -> dict[
     out: dict[str, Any] = {
         "role": role if role.__class__ is str else str(role or ""),
         "content": content,
-        "tool_calls": _tool_calls(calls) if calls else [],
-        "tool_call_id": tcid if tcid is None or tcid.__class__ is str else str(tcid),
+        "tool_calls": json.dumps(_tool_calls(calls), ensure_ascii=False) if calls else "",
+        "tool_call_id": "" if tcid is None else str(tcid),
     }
     if reasoning == "field":
-        out["reasoning_content"] = rc
+        out["reasoning_content"] = rc or ""
     return out
 
 
 def sft_metadata(ex: Example) -> dict[str, Any]:
-    """Per-line metadata: fixed keys, fixed types (floats stay floats, missing is null)."""
+    """Per-line metadata: fixed keys, fixed non-null types (see :func:`clean_message` for why).
+
+    ``speedup`` is 0.0 where no benchmark ran, with ``has_speedup`` false.
+    """
     return {
         "instance_id": ex.instance_id,
         "sample_index": int(ex.sample_index),
         "attempt": int(ex.attempt),
         "reward": float(ex.reward or 0.0),
-        "speedup": float(ex.speedup) if ex.speedup is not None else None,
+        "speedup": float(ex.speedup) if ex.speedup is not None else 0.0,
+        "has_speedup": ex.speedup is not None,
         "success": bool(ex.success),
         "model_calls": int(ex.model_calls or 0),
-        "exit_status": ex.exit_status,
+        "exit_status": ex.exit_status or "",
         "assistant_steps": ex.assistant_steps,
     }
 
