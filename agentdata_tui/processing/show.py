@@ -145,7 +145,7 @@ def render_example(ex: Example, console: Console, *, title: str | None = None) -
 
     if ex.steps:
         console.print(Rule("steps"))
-        table = Table()
+        table = Table(caption="model s: model latency; prompt / output: tokens")
         for col in (
             "#",
             "command",
