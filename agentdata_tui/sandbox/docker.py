@@ -263,6 +263,10 @@ class DockerSandbox:
         if not self.cwd:
             info = self._call("inspect the container", lambda: api.inspect_container(self.container_id))
             self.cwd = (info.get("Config") or {}).get("WorkingDir") or "/"
+        # Our scratch folder (private index, excludes) and the cwd, which may not exist yet.
+        self._tmp = self._run_internal(
+            f"mkdir -p {shlex.quote(self.cwd)} && mktemp -d /tmp/agentdata-tui.XXXXXX", "mktemp", workdir="/"
+        ).strip()
         if self.instance.setup_command:
             res = self.execute(
                 self.instance.setup_command, timeout=max(SETUP_TIMEOUT_MIN, self.config.timeout)
@@ -452,17 +456,19 @@ class DockerSandbox:
             f'-c core.excludesFile={tmp}/excludes "$@"; }}; {body}'
         )
 
-    def _run_internal(self, script: str, what: str, *, limit: int | None = None) -> str:
+    def _run_internal(
+        self, script: str, what: str, *, limit: int | None = None, workdir: str | None = None
+    ) -> str:
         """Our own bookkeeping command (sh, stdout only); a failure is a SandboxError."""
         out = _Output(head=limit or OUTPUT_HEAD, tail=0 if limit else OUTPUT_TAIL, keep_stderr=False)
-        code, timed_out = self._exec(["sh", "-c", script], max(SETUP_TIMEOUT_MIN, self.config.timeout), out)
+        timeout = max(SETUP_TIMEOUT_MIN, self.config.timeout)
+        code, timed_out = self._exec(["sh", "-c", script], timeout, out, workdir=workdir)
         if timed_out or code != 0:
             why = "timed out" if timed_out else f"exited with {code}"
             raise SandboxError(f"{what} in the container {why}: {out.stderr_text()[-300:].strip()}")
         return out.text()
 
     def _init_diff_base(self) -> None:
-        self._tmp = self._run_internal("mktemp -d /tmp/agentdata-tui.XXXXXX", "mktemp").strip()
         tmp = shlex.quote(self._tmp)
         excludes = shlex.quote(DIFF_EXCLUDES)
         script = self._git_script(

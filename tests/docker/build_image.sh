@@ -16,22 +16,31 @@ REPOS=agentdata_tui/demo/data/repos
 
 log() { echo "[build_image] $*"; }
 
-if docker image inspect "$BASE" >/dev/null 2>&1; then
-    log "base image $BASE present"
+# Bump when the base recipe changes (the image carries it as a label).
+RECIPE=2
+have_recipe=$(docker image inspect -f '{{ index .Config.Labels "agentdata-tui.recipe" }}' "$BASE" 2>/dev/null || true)
+if [ "$have_recipe" = "$RECIPE" ]; then
+    log "base image $BASE present (recipe $RECIPE)"
 else
     command -v mmdebstrap >/dev/null || { log "mmdebstrap is not installed (apt-get install mmdebstrap)"; exit 1; }
     work=$(mktemp -d)
     trap 'rm -rf "$work"' EXIT
     log "building $BASE with mmdebstrap (about a minute)"
+    # No docs, man pages or translations: vfs copies the whole tree for every container.
     timeout 900 mmdebstrap --quiet --variant=minbase --include=git,python3,ca-certificates \
+        --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*' \
+        --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-exclude=/usr/share/info/*' \
         bookworm "$work/rootfs.tar"
-    docker import --change 'CMD ["bash"]' "$work/rootfs.tar" "$BASE" >/dev/null
+    docker import --change 'CMD ["bash"]' --change "LABEL agentdata-tui.recipe=$RECIPE" \
+        "$work/rootfs.tar" "$BASE" >/dev/null
     rm -rf "$work"
     trap - EXIT
     log "imported $BASE"
 fi
 
 sha=$(cd "$REPOS" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)
+base_id=$(docker image inspect -f '{{ .Id }}' "$BASE")
+sha="$sha-${base_id:7:12}"  # a rebuilt base rebuilds the demo image too
 have=$(docker image inspect -f '{{ index .Config.Labels "agentdata-tui.repos-sha" }}' "$IMAGE" 2>/dev/null || true)
 if [ "$have" = "$sha" ]; then
     log "image $IMAGE present (repos $sha)"

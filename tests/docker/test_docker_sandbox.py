@@ -1,0 +1,221 @@
+"""DockerSandbox on a real engine: commands, timeouts, diffs, removal, killed containers, dead daemons."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+
+import pytest
+from dockerutil import IMAGE, containers_with, wait_for
+
+from agentdata_tui.config import EnvironmentConfig
+from agentdata_tui.dataset import Instance
+from agentdata_tui.errors import UserError
+from agentdata_tui.evaluation import BuiltinEvaluator
+from agentdata_tui.interfaces import SandboxError
+from agentdata_tui.sandbox import SandboxContext, make_sandbox
+from agentdata_tui.sandbox import docker as dsb
+
+pytestmark = pytest.mark.docker
+
+FIX = "\n".join(
+    [
+        "--- a/paginator.py",
+        "+++ b/paginator.py",
+        "@@ -10,7 +10,7 @@ def page_count(total, per_page):",
+        " ",
+        " def page_range(total, per_page):",
+        '     """1-based page numbers to show in the pagination footer."""',
+        "-    return range(1, page_count(total, per_page))",
+        "+    return range(1, page_count(total, per_page) + 1)",
+        " ",
+        " ",
+        " def get_page(items, page, per_page=10):",
+        "",
+    ]
+)
+
+
+def _pager(**extra) -> Instance:
+    return Instance(
+        instance_id="demo__pager-last-page",
+        problem_statement="fix it",
+        image=IMAGE,
+        cwd="/app/pager",
+        eval={"test_command": "python3 -m unittest -q tests", "timeout": 60},
+        **extra,
+    )
+
+
+def test_commands_timeouts_diff_and_removal(docker_api, docker_tcp):
+    cfg = EnvironmentConfig(environment_class="docker_remote", timeout=3, env={"GREETING": "hello"})
+    ctx = SandboxContext(
+        run_id="t-basics", rollout_id="r1", docker_servers=[docker_tcp], environment_class="docker_remote"
+    )
+    sb = make_sandbox(_pager(setup_command="echo built > build.log && mkdir -p out"), cfg, ctx)
+    assert isinstance(sb, dsb.DockerSandbox)
+    secret = "sk-should-never-leak"
+    os.environ["AGENTDATA_TEST_SECRET"] = secret
+    try:
+        sb.start()
+        (c,) = containers_with(docker_api, run_id="t-basics")
+        assert c["Labels"]["agentdata-tui.instance_id"] == "demo__pager-last-page"
+        assert c["Labels"]["agentdata-tui.rollout_id"] == "r1"
+        assert c["HostConfig"]["NetworkMode"] == "none"
+
+        res = sb.execute("pwd; echo $GREETING; echo oops >&2; env | grep -c AGENTDATA_TEST_SECRET; exit 3")
+        assert res.returncode == 3 and not res.timed_out
+        assert res.output.splitlines()[:3] == ["/app/pager", "hello", "oops"]
+        assert secret not in res.output
+
+        # In-container timeout: killed and flagged, well before the client-side bound.
+        t0 = time.monotonic()
+        res = sb.execute("echo start; sleep 30; echo never")
+        assert res.timed_out and res.returncode == -9 and "start" in res.output and "never" not in res.output
+        assert time.monotonic() - t0 < 3 + dsb.CLIENT_GRACE
+
+        # A backgrounded process that keeps the stream open does not hold the command.
+        t0 = time.monotonic()
+        res = sb.execute("sleep 60 & echo spawned")
+        assert res.returncode == 0 and not res.timed_out and res.output.strip() == "spawned"
+        assert time.monotonic() - t0 < 3
+
+        # Output is capped: head and tail kept, the middle dropped and flagged.
+        res = sb.execute("seq 1 400000")
+        assert res.output_truncated and res.output.startswith("1\n2\n") and res.output.endswith("400000\n")
+        assert len(res.output) < 600_000 and "bytes of output dropped" in res.output
+
+        # The diff: a fix and a new file, setup artefacts and caches excluded.
+        sb.execute("sed -i 's/page_count(total, per_page))/page_count(total, per_page) + 1)/' paginator.py")
+        sb.execute("echo note > NOTES.txt && python3 -m unittest -q tests")
+        patch, truncated = sb.diff()
+        assert not truncated
+        assert "+    return range(1, page_count(total, per_page) + 1)" in patch
+        assert "b/NOTES.txt" in patch and "build.log" not in patch and "__pycache__" not in patch
+        assert sb.execute("git status --porcelain").output.count("??") >= 1  # agent's view untouched
+
+        # A diff over 1 MB is cut and flagged.
+        sb.execute("head -c 1500000 /dev/zero | tr '\\0' 'x' | fold -w 100 > big.txt")
+        patch, truncated = sb.diff()
+        assert truncated and len(patch.encode()) <= dsb.DIFF_LIMIT
+    finally:
+        sb.close()
+        os.environ.pop("AGENTDATA_TEST_SECRET", None)
+    assert containers_with(docker_api, run_id="t-basics") == []
+    assert sb not in dsb.live_sandboxes()
+    with pytest.raises(SandboxError):
+        sb.execute("true")
+
+
+def test_container_killed_from_outside_is_a_sandbox_error(docker_api):
+    cfg = EnvironmentConfig(environment_class="docker", timeout=60)
+    sb = make_sandbox(_pager(), cfg, SandboxContext(run_id="t-killed", environment_class="docker"))
+    sb.start()
+    try:
+        (c,) = containers_with(docker_api, run_id="t-killed")
+        threading.Timer(1.0, lambda: docker_api.kill(c["Id"])).start()
+        t0 = time.monotonic()
+        with pytest.raises(SandboxError, match="killed from outside|not running|gone"):
+            sb.execute("sleep 50")
+        assert time.monotonic() - t0 < 15
+        # The shutdown path: close_all() drains the registry of live sandboxes.
+        assert sb in dsb.live_sandboxes()
+        assert dsb.close_all() >= 1
+        assert sb not in dsb.live_sandboxes()
+    finally:
+        sb.close()
+    wait_for(lambda: containers_with(docker_api, run_id="t-killed") == [], 10, "the container's removal")
+
+
+@pytest.mark.slow
+def test_daemon_that_dies_mid_command_is_a_sandbox_error(second_daemon):
+    cfg = EnvironmentConfig(environment_class="docker_remote", timeout=30, pull_policy="never")
+    inst = Instance(
+        instance_id="dies", problem_statement="x", image="agentdata-tui-test-base:bookworm", cwd="/root/w"
+    )
+    ctx = SandboxContext(
+        run_id="t-dies", docker_servers=[second_daemon.server], environment_class="docker_remote"
+    )
+    sb = make_sandbox(inst, cfg, ctx)
+    sb.start()
+    try:
+        assert sb.execute("echo alive").output == "alive\n"
+        threading.Timer(1.0, second_daemon.stop).start()
+        t0 = time.monotonic()
+        with pytest.raises(SandboxError):
+            sb.execute("sleep 25; echo finished")
+        assert time.monotonic() - t0 < cfg.timeout
+        with pytest.raises(SandboxError):  # the next command fails fast too
+            sb.execute("echo again")
+    finally:
+        t0 = time.monotonic()
+        sb.close()  # never raises, never hangs on a dead daemon
+        assert time.monotonic() - t0 < 15
+
+
+def test_builtin_evaluator_grades_in_a_fresh_container(docker_api):
+    cfg = EnvironmentConfig(environment_class="docker", timeout=60)
+    opened: list[dsb.DockerSandbox] = []
+
+    def factory(inst: Instance):
+        sb = make_sandbox(inst, cfg, SandboxContext(run_id="t-eval", environment_class="docker"))
+        opened.append(sb)
+        return sb
+
+    ev = BuiltinEvaluator(factory)
+    good = ev.evaluate(_pager().to_dict(), FIX, run_id="t-eval")
+    assert (good.reward, good.success, good.info["status"]) == (1.0, True, "correct")
+    bad = ev.evaluate(_pager().to_dict(), "", run_id="t-eval")
+    assert (bad.reward, bad.success, bad.info["status"]) == (0.0, False, "tests_failed")
+    assert len(opened) == 2 and len({sb.container_id for sb in opened}) == 2
+    assert containers_with(docker_api, run_id="t-eval") == []
+
+
+def test_preflight_names_the_server_or_the_image(docker_api, docker_tcp):
+    dsb.preflight([docker_tcp], [IMAGE], "never")  # fine: answers and has the image
+    with pytest.raises(UserError, match="docker server 127.0.0.1:1 does not answer"):
+        dsb.preflight(["127.0.0.1:1"], [IMAGE], "if-missing")
+    with pytest.raises(UserError, match="image agentdata-tui-test:nope is not on docker server .*'never'"):
+        dsb.preflight([docker_tcp], ["agentdata-tui-test:nope"], "never")
+    # No network here: a missing image cannot be pulled either, and the error says so.
+    with pytest.raises(UserError, match="cannot be pulled"):
+        dsb.preflight(None, ["localhost:1/agentdata-tui-test:nope"], "if-missing")
+
+
+def test_cleanup_removes_leftovers_of_dead_processes_only(docker_api):
+    import io
+    import subprocess
+    import sys
+    import tarfile
+
+    # Containers that are only created, from a one-file image: vfs copies nothing worth waiting for.
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tarfile.TarInfo("empty")
+        tar.addfile(info, io.BytesIO(b""))
+    docker_api.import_image_from_data(buf.getvalue(), repository="agentdata-tui-test", tag="empty")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    host = dsb.socket.gethostname()
+    made = []
+    for run_id, owner in (("t-clean", f"{host}:{dead.pid}"), ("t-clean", f"{host}:{os.getpid()}")):
+        c = docker_api.create_container(
+            "agentdata-tui-test:empty",
+            entrypoint=["sleep"],
+            command=["600"],
+            labels={dsb.LABEL: "1", dsb.LABEL_RUN: run_id, dsb.LABEL_OWNER: owner},
+            host_config=docker_api.create_host_config(network_mode="none"),
+        )
+        made.append(c["Id"])
+    try:
+        (rep,) = dsb.cleanup(None, run_id="t-clean")
+        assert rep.removed == [made[0][:12]] and rep.skipped_live == [made[1][:12]] and not rep.failed
+        (rep,) = dsb.cleanup(None, run_id="t-clean", include_live=True)
+        assert rep.removed == [made[1][:12]]
+        assert containers_with(docker_api, run_id="t-clean") == []
+    finally:
+        for cid in made:
+            with contextlib.suppress(Exception):
+                docker_api.remove_container(cid, force=True)
