@@ -324,3 +324,31 @@ def test_tool_calls_normalised_and_content_parts_joined():
     assert call["type"] == "function" and call["id"].startswith("call_")
     assert call["function"] == {"name": "bash", "arguments": '{"command": "ls"}'}
     assert r2.content == "ab"
+
+
+def test_netrc_never_replaces_the_bearer_key(server, tmp_path, monkeypatch):
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login someone password hunter2\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    make_model(server).query(MESSAGES)
+    make_model(server, key=None).query(MESSAGES)
+    with_key, without_key = server.chat_requests()
+    assert with_key.headers["Authorization"] == f"Bearer {KEY}"
+    assert "Authorization" not in without_key.headers
+
+
+def test_server_can_count_without_recording():
+    with ModelServer(record=False) as s:
+        make_model(s).query(MESSAGES)
+        assert s.request_count == 1 and s.requests == []
+
+
+def test_a_broken_responder_answers_500_and_is_reported():
+    def broken(body):
+        raise KeyError("no script")
+
+    with ModelServer(broken) as s:
+        with pytest.raises(ModelError, match="HTTP 500"):
+            make_model(s, max_retries=1).query(MESSAGES)
+        assert len(s.errors) == 2 and isinstance(s.errors[0], KeyError)

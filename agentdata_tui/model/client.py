@@ -99,6 +99,10 @@ def _is_context_error(message: str, code: str) -> bool:
     return any(marker in text for marker in _CONTEXT_MARKERS)
 
 
+def _keep_headers(request: requests.PreparedRequest) -> requests.PreparedRequest:
+    return request
+
+
 def _session(
     api_key: str | None, pool_size: int, extra_headers: dict[str, str] | None = None
 ) -> requests.Session:
@@ -106,7 +110,9 @@ def _session(
     adapter = HTTPAdapter(pool_connections=2, pool_maxsize=max(1, pool_size), max_retries=0)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
-    session.trust_env = False  # no ~/.netrc: that would put someone's credentials in a header
+    # Proxies and CA bundles from the environment stay honoured, but a ~/.netrc entry must not
+    # replace our Authorization header: a session-level auth (a no-op) turns netrc lookup off.
+    session.auth = _keep_headers
     session.headers.update(extra_headers or {})
     if api_key:
         session.headers["Authorization"] = f"Bearer {api_key}"

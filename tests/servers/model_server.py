@@ -19,6 +19,7 @@ so the client's retries, timeouts, headers and connection pool are exercised for
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import re
 import threading
@@ -167,6 +168,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._answer(owner, method, body)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
+        except Exception as exc:  # a broken responder: say so (HTTP 500 + server.errors), don't just hang up
+            owner.errors.append(exc)
+            with contextlib.suppress(OSError):
+                self._send_json(500, {"error": {"message": f"test server failed: {exc!r}", "type": "server"}})
         finally:
             with owner._lock:
                 owner.in_flight -= 1
@@ -247,12 +252,17 @@ class ModelServer:
         *,
         models: tuple[str, ...] = ("test-model",),
         latency: float = 0.0,
+        record: bool = True,
     ) -> None:
+        """``record=False`` keeps only a count of requests (long benchmarks)."""
         self.responder = responder
+        self.record = record
+        self.request_count = 0
         self.models = tuple(models)
         self.latency = latency
         self.faults: collections.deque[tuple[Any, ...]] = collections.deque()
         self.requests: list[RecordedRequest] = []
+        self.errors: list[BaseException] = []  # exceptions raised by the responder
         self.in_flight = 0
         self.max_in_flight = 0
         self._lock = threading.Lock()
@@ -297,7 +307,9 @@ class ModelServer:
 
     def _record(self, req: RecordedRequest) -> None:
         with self._lock:
-            self.requests.append(req)
+            self.request_count += 1
+            if self.record:
+                self.requests.append(req)
 
     def _next_fault(self) -> tuple[Any, ...] | None:
         with self._lock:
@@ -315,7 +327,7 @@ class ModelServer:
         if reply.tool_calls is not None:
             message["tool_calls"] = reply.tool_calls
         return {
-            "id": f"chatcmpl-{len(self.requests)}",
+            "id": f"chatcmpl-{self.request_count}",
             "object": "chat.completion",
             "created": int(time.time()),
             "model": body.get("model"),
