@@ -462,3 +462,15 @@ def test_validate_templates_reports_before_a_run():
     cfg.agent.action_regex = "(("
     with pytest.raises(UserError, match="action_regex"):
         validate_templates(cfg)
+
+
+def test_machine_variables_win_over_instance_fields(config):
+    import platform
+
+    config.agent.system_template = "{{version}} | {{instance.version}} | {{repo}} | {{task}}"
+    inst = instance(version="3.0", repo="astropy/astropy", task="not the task")
+    result, _, _ = run_agent(config, ScriptModel([SUBMIT]), inst)
+    assert (
+        result.messages[0]["content"]
+        == f"{platform.uname().version} | 3.0 | astropy/astropy | Fix the bug in demo-1."
+    )

@@ -352,3 +352,15 @@ def test_a_broken_responder_answers_500_and_is_reported():
         with pytest.raises(ModelError, match="HTTP 500"):
             make_model(s, max_retries=1).query(MESSAGES)
         assert len(s.errors) == 2 and isinstance(s.errors[0], KeyError)
+
+
+def test_recorded_extras_are_not_sent_back(server):
+    history = [
+        *MESSAGES,
+        {"role": "assistant", "content": "x", "reasoning_content": "secret thoughts"},
+        {"role": "user", "content": "obs"},
+    ]
+    make_model(server).query(history)
+    [req] = server.chat_requests()
+    assert req.body["messages"][2] == {"role": "assistant", "content": "x"}
+    assert history[2]["reasoning_content"] == "secret thoughts"  # the caller's record is untouched

@@ -62,17 +62,20 @@ def _uname() -> dict[str, str]:
 
 
 def base_variables(config: Config, instance: dict[str, Any]) -> dict[str, Any]:
-    """Variables every template sees, in mini-swe-agent's precedence (later wins).
+    """Variables every template sees (later sources win).
 
     Like mini-swe-agent, the config sections' fields are variables too (``step_limit``,
-    ``cwd``, ``model_name``, ...). Unlike it, the process environment is not: it may hold keys.
+    ``cwd``, ``model_name``, ...); unlike it, the process environment is not (it may hold keys).
+    The instance's own fields come next, then the machine's ``system``/``release``/``version``/
+    ``machine``, which must keep their meaning even though SWE-bench instances carry a
+    ``version`` field of their own (still reachable as ``instance.version``).
     """
     variables: dict[str, Any] = {}
     variables.update(config.environment.model_dump(mode="json"))
     variables.update(config.model.model_dump(mode="json", include={"model_name", "model_kwargs"}))
     variables.update(config.agent.model_dump(mode="json"))
-    variables.update(_uname())
     variables.update(instance)
+    variables.update(_uname())
     variables["instance"] = instance
     variables["task"] = instance.get("problem_statement", "")
     return variables

@@ -182,7 +182,7 @@ class OpenAIModel:
     def request_body(
         self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None
     ) -> dict[str, Any]:
-        body = {**self._body, "messages": messages}
+        body = {**self._body, "messages": [_wire_message(m) for m in messages]}
         if tools:
             body["tools"] = tools
         return body
@@ -284,6 +284,17 @@ class OpenAIModel:
         """Ends pending retry waits (a stopping run should not sleep on backoff) and the pool."""
         self._closed.set()
         self._session.close()
+
+
+_WIRE_KEYS = ("role", "content", "tool_calls", "tool_call_id", "name")
+
+
+def _wire_message(message: dict[str, Any]) -> dict[str, Any]:
+    """A message as the API takes it. Recorded extras stay home: ``reasoning_content`` of past
+    turns is refused by some servers (DeepSeek answers 400) and ignored by chat templates."""
+    if all(k in _WIRE_KEYS for k in message):
+        return message
+    return {k: message[k] for k in _WIRE_KEYS if k in message}
 
 
 def _text(content: Any) -> str:
