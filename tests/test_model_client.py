@@ -174,12 +174,23 @@ def test_context_length_400_is_not_retried(server):
     [
         "This model's maximum context length is 4096 tokens. However, you requested 5000 tokens",
         "The prompt is too long: 40000, model maximum context length: 32768",
+        "The decoder prompt (length 40000) is longer than the maximum model length of 32768.",
+        "the request exceeds the available context size, try increasing it",
+        "The input (40000 tokens) is longer than the model's context length (32768 tokens).",
     ],
 )
 def test_vllm_and_sglang_context_messages(server, message):
     server.add_faults(("error", 400, message))
     with pytest.raises(ContextLengthExceeded):
         make_model(server).query(MESSAGES)
+
+
+def test_a_plain_400_is_a_model_error_not_a_context_error(server):
+    server.add_faults(("error", 400, "temperature must be between 0 and 2"))
+    with pytest.raises(ModelError, match="HTTP 400: temperature must be between 0 and 2") as info:
+        make_model(server).query(MESSAGES)
+    assert not isinstance(info.value, ContextLengthExceeded)
+    assert len(server.chat_requests()) == 1
 
 
 def test_other_4xx_is_model_error_with_server_message_and_no_key(server, caplog):

@@ -42,14 +42,19 @@ _CLIENT_KEYS = frozenset(
         "stream_options",
     }
 )
+# How servers say "the prompt does not fit": OpenAI's code, vLLM, SGLang, TGI, llama.cpp, ...
 _CONTEXT_MARKERS = (
     "context_length_exceeded",
-    "maximum context length",
-    "context length",
+    "context length",  # OpenAI, vLLM "maximum context length", SGLang "longer than the model's context length"
+    "maximum model length",  # vLLM v1: "... is longer than the maximum model length of N"
+    "max_model_len",
+    "context size",  # llama.cpp: "exceeds the available context size"
+    "context window",
     "prompt is too long",
-    "too many tokens",
     "input is too long",
-    "exceeds the model's context",
+    "too many input tokens",
+    "exceeds the maximum allowed length",
+    "reduce the length of the messages",
 )
 _RETRY_STATUSES = frozenset({408, 409, 425, 429})
 _MAX_RETRY_AFTER = 300.0
