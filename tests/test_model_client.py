@@ -259,7 +259,7 @@ def test_unbounded_when_limit_is_zero():
             t.start()
         for t in threads:
             t.join(timeout=30)
-    assert s.max_in_flight >= 4
+    assert s.max_in_flight >= 3
 
 
 def test_close_ends_a_pending_backoff(server):
@@ -268,9 +268,7 @@ def test_close_ends_a_pending_backoff(server):
     result: list[BaseException] = []
     t = threading.Thread(target=lambda: result.append(pytest.raises(ModelError, model.query, MESSAGES).value))
     t.start()
-    deadline = time.monotonic() + 10
-    while not server.chat_requests() and time.monotonic() < deadline:
-        time.sleep(0.01)
+    assert server.wait_for_requests(1)
     model.close()
     t.join(timeout=10)
     assert not t.is_alive()

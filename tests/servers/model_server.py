@@ -266,6 +266,7 @@ class ModelServer:
         self.in_flight = 0
         self.max_in_flight = 0
         self._lock = threading.Lock()
+        self._arrived = threading.Condition(self._lock)
         self._stopping = threading.Event()
         self._httpd: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -305,11 +306,17 @@ class ModelServer:
         with self._lock:
             return [r for r in self.requests if r.path.rstrip("/").endswith("/chat/completions")]
 
+    def wait_for_requests(self, n: int, timeout: float = 10.0) -> bool:
+        """Block until ``n`` requests (any path) have arrived; False on timeout."""
+        with self._arrived:
+            return self._arrived.wait_for(lambda: self.request_count >= n, timeout)
+
     def _record(self, req: RecordedRequest) -> None:
-        with self._lock:
+        with self._arrived:
             self.request_count += 1
             if self.record:
                 self.requests.append(req)
+            self._arrived.notify_all()
 
     def _next_fault(self) -> tuple[Any, ...] | None:
         with self._lock:
