@@ -373,3 +373,21 @@ def test_recorded_extras_are_not_sent_back(server):
     [req] = server.chat_requests()
     assert req.body["messages"][2] == {"role": "assistant", "content": "x"}
     assert history[2]["reasoning_content"] == "secret thoughts"  # the caller's record is untouched
+
+
+def test_connections_are_kept_alive_and_reused(server):
+    model = make_model(server)
+    for _ in range(5):
+        model.query(MESSAGES)
+    assert len({r.client_port for r in server.chat_requests()}) == 1
+
+
+def test_server_in_a_child_process_answers_scripts():
+    from servers.model_server import ModelServerProcess
+
+    with ModelServerProcess(scripts={"task-9": ["nine"]}, models=("m1",)) as proc:
+        assert list_models(proc.base_url, None) == ["m1"]
+        model = OpenAIModel(proc.base_url, None, "m1", ModelConfig())
+        assert model.query([{"role": "user", "content": "task-9"}]).content == "nine"
+        child = proc.proc
+    assert child.returncode == 0

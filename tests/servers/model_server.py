@@ -14,14 +14,23 @@ so the client's retries, timeouts, headers and connection pool are exercised for
   ``("drop",)`` (connection closed without an answer).
 - ``latency`` sleeps in the handler; threads are daemons and the listen backlog is large, so
   hundreds of clients can wait at once (the rollout benchmark runs 256).
+- Benchmarks that measure the client process's own CPU run the server in another process:
+  :class:`ModelServerProcess` (or ``python tests/servers/model_server.py --latency 1``, which
+  prints its base URL and serves until stdin closes or SIGTERM).
+
+Tests import it as ``from servers.model_server import ModelServer`` (pytest puts ``tests/``
+on ``sys.path``).
 """
 
 from __future__ import annotations
 
+import argparse
 import collections
 import contextlib
 import json
 import re
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -53,6 +62,7 @@ class RecordedRequest:
     headers: dict[str, str]
     body: dict[str, Any] | None
     raw: bytes = b""
+    client_port: int = 0  # one port per TCP connection: shows whether the client reuses them
 
 
 Responder = Callable[[dict[str, Any]], "str | Reply"]
@@ -160,7 +170,9 @@ class _Handler(BaseHTTPRequestHandler):
             body = json.loads(raw) if raw else None
         except ValueError:
             body = None
-        owner._record(RecordedRequest(method, self.path, dict(self.headers.items()), body, raw))
+        owner._record(
+            RecordedRequest(method, self.path, dict(self.headers.items()), body, raw, self.client_address[1])
+        )
         with owner._lock:
             owner.in_flight += 1
             owner.max_in_flight = max(owner.max_in_flight, owner.in_flight)
@@ -348,3 +360,96 @@ class ModelServer:
                 else len(reply.content or "") // 4 + 1,
             },
         }
+
+
+class ModelServerProcess:
+    """The same server in a child process, so its CPU is not the caller's (benchmarks).
+
+    ``scripts``/``default``/``tool_call`` configure a :class:`ScriptedResponder` there.
+    """
+
+    def __init__(
+        self,
+        *,
+        latency: float = 0.0,
+        scripts: dict[str, list[Any]] | None = None,
+        default: list[Any] | None = None,
+        tool_call: bool = False,
+        models: tuple[str, ...] = ("test-model",),
+    ) -> None:
+        self.config = {
+            "latency": latency,
+            "scripts": scripts or {},
+            "default": default,
+            "tool_call": tool_call,
+            "models": list(models),
+        }
+        self.proc: subprocess.Popen[str] | None = None
+        self.base_url = ""
+
+    def start(self) -> ModelServerProcess:
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "--config-json", json.dumps(self.config)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline().strip()
+        if not line.startswith("http://"):
+            self.stop()
+            raise RuntimeError(f"model server process did not start (said {line!r})")
+        self.base_url = line
+        return self
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        with contextlib.suppress(OSError):
+            assert self.proc.stdin is not None
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+    def __enter__(self) -> ModelServerProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Loopback OpenAI-compatible test model server.")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds before each chat answer")
+    parser.add_argument("--scripts", help="JSON file: {key: [reply, ...]} for a ScriptedResponder")
+    parser.add_argument("--tool-call", action="store_true", help="answer with bash tool calls")
+    parser.add_argument("--config-json", help="all settings as one JSON object (ModelServerProcess)")
+    args = parser.parse_args(argv)
+    cfg: dict[str, Any] = {
+        "latency": args.latency,
+        "scripts": {},
+        "default": None,
+        "tool_call": args.tool_call,
+    }
+    if args.scripts:
+        with open(args.scripts, encoding="utf-8") as fh:
+            cfg["scripts"] = json.load(fh)
+    if args.config_json:
+        cfg.update(json.loads(args.config_json))
+    responder = ScriptedResponder(cfg["scripts"], default=cfg.get("default"), tool_call=cfg["tool_call"])
+    server = ModelServer(
+        responder, latency=cfg["latency"], models=tuple(cfg.get("models") or ("test-model",)), record=False
+    ).start()
+    print(server.base_url, flush=True)
+    with contextlib.suppress(ValueError, OSError, KeyboardInterrupt):
+        sys.stdin.read()  # SIGTERM simply ends the process: nothing to save
+    server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
