@@ -329,3 +329,25 @@ def test_sandbox_error_during_start_is_recorded(tmp_path: Path) -> None:
     (ex,) = list(open_input(out))
     assert ex.exit_status == "SandboxError" and "no space" in ex.error
     assert ex.metadata["error_kind"] == "sandbox"
+
+
+def test_eval_server_down_records_error_and_run_goes_on(tmp_path: Path) -> None:
+    import socket
+
+    from agentdata_tui.evaluation.client import EvalServerClient
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ds = load_dataset(write_dataset(tmp_path, 3))
+    out = tmp_path / "evaldown.json"
+    with ModelServer(ScriptedResponder(scripts_for(3))) as server:
+        runner = make_runner(server, ds, out)
+        runner.evaluator = EvalServerClient(f"http://127.0.0.1:{port}", "tok", retries=1, backoff=0.01)
+        outcome = runner.run()
+    examples = list(open_input(out))
+    assert len(examples) == 3 and outcome.counts["finished"] == 3
+    for ex in examples:
+        assert ex.exit_status == "Submitted" and ex.reward == 0.0 and not ex.success
+        assert ex.error.startswith("evaluation failed") and ex.metadata["error_kind"] == "evaluation"
+        assert "out.txt" in ex.git_diff, "the rollout itself is kept"

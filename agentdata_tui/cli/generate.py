@@ -279,6 +279,9 @@ def _environment(args: argparse.Namespace, config) -> tuple[str, list[str]]:
     kind = args.environment_class or ("docker_remote" if servers else config.environment.environment_class)
     if kind == "docker_remote" and not servers:
         raise UserError("environment_class docker_remote needs --docker-server HOST:PORT[,HOST:PORT...]")
+    from agentdata_tui.sandbox import resolve_class
+
+    resolve_class(kind)  # an unknown class is named now, before any server is asked
     return kind, servers
 
 
@@ -404,7 +407,6 @@ def _generate(
     api_key = resolve_api_key(args)
     eval_token = resolve_eval_token(args)
     secrets = [s for s in (api_key, eval_token) if s]
-    setup_logging(args.log_file, secrets)
     base_url = resolve_base_url(args)
     model_name = resolve_model_name(base_url, api_key, args.model, config.model)
     temperature, max_tokens = _model_defaults(config, args)
@@ -421,6 +423,7 @@ def _generate(
         max_tokens=args.max_tokens,
         pool_size=args.workers,
     )
+    setup_logging(args.log_file, secrets)
     if kind == "local":
         print(LOCAL_WARNING, file=sys.stderr)
     metadata = {
@@ -586,9 +589,6 @@ def run_check(args: argparse.Namespace) -> int:
     elif kind == "local":
         print("ok    sandbox: local (commands run on this machine in temporary copies)")
     else:
-        from agentdata_tui.sandbox import resolve_class
-
-        resolve_class(kind)
         print(f"ok    sandbox: {kind} (importable)")
     eval_url = normalize_eval_url(args.eval_server)
     if eval_url is None:
