@@ -329,7 +329,7 @@ def run_regrade(args: argparse.Namespace) -> int:
         _close_docker()
         print("regrade: interrupted; no output written", file=sys.stderr)
         return 130
-    printer.line(stats)
+    printer.final(stats)
     s = stats.as_dict()
     print(
         f"regraded {s['total']} examples into {args.output}: {s['changed']} changed, {s['failed']} failed, "
