@@ -86,6 +86,16 @@ def test_demo_never_overwrites_a_real_run(tmp_path: Path) -> None:
     assert (run_dir / "run.json").exists()
 
 
+def test_demo_keeps_foreign_files_in_its_run_folder(tmp_path: Path) -> None:
+    run_dir = tmp_path / "d.run"
+    run_dir.mkdir()
+    (run_dir / "demo.log").write_text("a launcher's log\n")
+    res, _ = _demo(tmp_path, "--headless", "--output", "d.json", "--workers", "5")
+    assert res.returncode == 0, res.stderr
+    assert (run_dir / "demo.log").read_text() == "a launcher's log\n"
+    assert len(list(open_input(tmp_path / "d.json"))) == 5
+
+
 def test_replay_model_plays_scripts() -> None:
     from agentdata_tui.demo.replay import ReplayModel
 

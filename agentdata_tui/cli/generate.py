@@ -481,10 +481,12 @@ def execute_run(
     progress_stream=None,
 ) -> int:
     """Run the core runner with progress, log, signals; print where the data is."""
+    from agentdata_tui.agent.templates import validate_templates
     from agentdata_tui.runner import Runner, RunSpec, graceful_signals
     from agentdata_tui.runner.components import evaluator_for, sandbox_maker
     from agentdata_tui.runner.progress import make_progress
 
+    validate_templates(config, instances[0].to_dict())  # a template typo: one error now, not one per example
     settings = {
         k: metadata.get(k)
         for k in (

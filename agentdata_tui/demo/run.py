@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 from pathlib import Path
 
@@ -21,17 +20,24 @@ BANNER = "DEMO — scripted replies from agentdata_tui/demo/data/replies.json, n
 
 
 def _clear_previous_demo(output: Path) -> None:
-    """A second ``demo`` replaces the first one's run folder; a real run's folder is never touched."""
+    """A second ``demo`` replaces the first one's records; a real run's folder is never touched.
+
+    Only the run store's own files go: whatever else is in the folder (e.g. the log the TUI's
+    background launcher is writing there right now) stays.
+    """
+    from agentdata_tui.runner.store import EVENTS, EXAMPLES, RUN_JSON
+
     run_dir = run_dir_for(output)
-    if not run_dir.exists():
+    if not (run_dir / RUN_JSON).exists() and not (run_dir / EXAMPLES).exists():
         return
     try:
-        meta = json.loads((run_dir / "run.json").read_text(encoding="utf-8")).get("metadata") or {}
+        meta = json.loads((run_dir / RUN_JSON).read_text(encoding="utf-8")).get("metadata") or {}
     except (OSError, ValueError):
         meta = {}
     if not meta.get("demo"):
         raise UserError(f"{run_dir} holds a run that is not a demo; pick another --output for the demo")
-    shutil.rmtree(run_dir)
+    for name in (EXAMPLES, EVENTS, RUN_JSON):
+        (run_dir / name).unlink(missing_ok=True)
 
 
 def run_demo_headless(args: argparse.Namespace) -> int:
