@@ -203,6 +203,10 @@ def run_demo_tui(args: argparse.Namespace) -> int:
     workers = getattr(args, "workers", None)
     if workers:
         cmd += ["--workers", str(workers)]
+    latency = getattr(args, "latency", None)
+    cmd += ["--latency", str(0.4 if latency is None else latency)]  # something to watch
+    if getattr(args, "resume", False):
+        cmd.append("--resume")
     process = start_background(cmd, run_dir, child_env(""), log_name="demo.log")
     return _run(make_app("watch", path=run_dir, process=process))
 

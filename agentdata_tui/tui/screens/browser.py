@@ -69,6 +69,7 @@ class BrowserScreen(Screen[None]):
         Binding(
             "left_square_bracket", "page(-1)", "Previous page", show=False, key_display="[", id="prev-page"
         ),
+        Binding("z", "toggle_folds", "Open/close folds", show=False, id="folds"),
         Binding("escape", "focus_table", "Table", show=False, id="table"),
         Binding("1", "tab('conversation')", "Conversation tab", show=False),
         Binding("2", "tab('diff')", "Diff tab", show=False),
@@ -97,9 +98,9 @@ class BrowserScreen(Screen[None]):
         yield Header()
         with Horizontal(id="filter-bar"):
             yield Label("min reward", classes="bar-label")
-            yield Input(placeholder="0..1", id="min-reward", classes="narrow")
-            yield Checkbox("successful only", id="successful")
-            yield Input(placeholder="/ search instance id and problem statement", id="text")
+            yield Input(placeholder="0..1", id="min-reward", classes="narrow", compact=True)
+            yield Checkbox("successful only", id="successful", compact=True)
+            yield Input(placeholder="/ search instance id and problem statement", id="text", compact=True)
         yield Label("", id="count")
         with Vertical(id="browser-body"):
             table: DataTable = DataTable(id="examples", cursor_type="row", zebra_stripes=True)
@@ -375,6 +376,11 @@ class BrowserScreen(Screen[None]):
 
     def action_focus_table(self) -> None:
         self.query_one("#examples", DataTable).focus()
+
+    def action_toggle_folds(self) -> None:
+        """Open (or close) every folded reasoning block and long observation."""
+        self.action_tab("conversation")
+        self.query_one("#conversation-view", ConversationView).toggle_all()
 
     def action_tab(self, tab: str) -> None:
         self.query_one("#detail", TabbedContent).active = tab

@@ -1,18 +1,24 @@
 """The browser's Conversation view: one block per message, reasoning and long observations folded.
 
-Folded parts are rendered only when opened (a long tool output costs nothing until then),
-which keeps moving to the next example fast on large trajectories.
+The whole conversation is ONE line-API widget (toolong's pattern): it is rendered to lines
+once per example and width, and only the visible lines are painted. Mounting a widget per
+message (or per fold) cost Textual a style and layout pass for each, which made moving to
+the next example of a 30-message trajectory take ~350 ms. Folds are clickable lines
+(``@click`` meta) rendered only once opened; ``z`` opens or closes them all.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from rich.console import Group
+from rich.console import Group, RenderableType
+from rich.padding import Padding
+from rich.style import Style
 from rich.text import Text
-from textual.containers import VerticalScroll
-from textual.widget import Widget
-from textual.widgets import Collapsible, Static
+from textual import events
+from textual.geometry import Size
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
 
 from agentdata_tui.records import Example
 from agentdata_tui.tui.widgets.render import (
@@ -24,74 +30,133 @@ from agentdata_tui.tui.widgets.render import (
 )
 
 
-class LazyFold(Collapsible):
-    """A collapsed block whose body is rendered the first time it is opened."""
+class _Fold:
+    __slots__ = ("index", "kind", "text", "title")
 
-    def __init__(self, text: str, *, title: str, plain: bool = False) -> None:
-        self._text = text
-        self._plain = plain
-        self._filled = False
-        super().__init__(title=title, collapsed=True)
-
-    def _fill(self) -> None:
-        if self._filled:
-            return
-        self._filled = True
-        body = Text(self._text) if self._plain else render_content(self._text)
-        self.query_one(Collapsible.Contents).mount(Static(body, classes="fold-body"))
-
-    def _watch_collapsed(self, collapsed: bool) -> None:
-        if not collapsed:
-            self._fill()
-        super()._watch_collapsed(collapsed)
+    def __init__(self, index: int, kind: str, text: str, title: str) -> None:
+        self.index, self.kind, self.text, self.title = index, kind, text, title
 
 
-class ConversationView(VerticalScroll):
-    """Shows one example's messages."""
+class ConversationView(ScrollView, can_focus=True):
+    """One example's messages; folds toggle on click (``toggle_fold`` action) or all with ``z``."""
 
-    DEFAULT_CSS = """
-    ConversationView { height: 1fr; padding: 0 1; }
-    ConversationView .msg-title { margin-top: 1; }
-    ConversationView .msg-body { padding-left: 2; }
-    ConversationView Collapsible { padding-left: 1; border-top: none; }
-    ConversationView .role-reasoning CollapsibleTitle { color: $text-muted; text-style: italic; }
-    """
+    DEFAULT_CSS = "ConversationView { height: 1fr; scrollbar-gutter: stable; padding: 0 1; }"
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.example: Example | None = None
+        self.open: set[int] = set()
+        self.folds: list[_Fold] = []
+        self._parts: list[RenderableType | _Fold] = []
+        self._renderable: RenderableType = Text("")
+        self._strips: list[Strip] = []
+        self._width = 0
 
     def show(self, example: Example | None) -> None:
-        self.remove_children()
-        if example is None:
-            self.mount(Static("No example selected.", classes="msg-body"))
-            return
-        widgets: list[Widget] = []
-        first_user_seen = False
-        for i, message in enumerate(example.messages):
-            widgets.extend(self._message_widgets(i, message, first_user_seen))
-            if message.get("role") == "user":
-                first_user_seen = True
-        self.mount_all(widgets)
+        self.example = example
+        self.open = set()
+        self.folds = []
+        self._parts = self._build(example)
+        self._render_parts()
         self.scroll_home(animate=False)
 
-    def _message_widgets(self, i: int, message: dict[str, Any], is_observation_context: bool) -> list[Widget]:
-        role = str(message.get("role", "?"))
-        reasoning, content = split_reasoning(message)
-        out: list[Widget] = []
-        extra = f"tool_call_id {message['tool_call_id']}" if message.get("tool_call_id") else ""
-        out.append(Static(role_title(role, i, extra), classes="msg-title"))
-        if reasoning:
-            fold = LazyFold(reasoning, title=f"reasoning ({len(reasoning):,} characters)", plain=True)
-            fold.add_class("role-reasoning")
-            out.append(fold)
-        observation = role == "tool" or (role == "user" and is_observation_context)
-        if observation and is_long(content):
-            lines = content.count("\n") + 1
-            out.append(
-                LazyFold(content, title=f"observation: {lines:,} lines, {len(content):,} characters (open)")
-            )
-        else:
-            body = render_content(content) if content else None
+    @property
+    def text(self) -> str:
+        """The rendered lines as plain text (tests look at what is shown)."""
+        return "\n".join(strip.text for strip in self._strips)
+
+    def _build(self, example: Example | None) -> list[RenderableType | _Fold]:
+        if example is None:
+            return [Text("No example selected.", style="dim italic")]
+        parts: list[RenderableType | _Fold] = []
+        seen_user = False
+        for i, message in enumerate(example.messages):
+            role = str(message.get("role", "?"))
+            reasoning, content = split_reasoning(message)
+            extra = f"tool_call_id {message['tool_call_id']}" if message.get("tool_call_id") else ""
+            parts.append(Text(""))
+            parts.append(role_title(role, i, extra))
+            if reasoning:
+                parts.append(self._fold("reasoning", reasoning, f"reasoning ({len(reasoning):,} characters)"))
+            observation = role == "tool" or (role == "user" and seen_user)
+            if role == "user":
+                seen_user = True
+            if observation and is_long(content):
+                lines = content.count("\n") + 1
+                parts.append(
+                    self._fold(
+                        "observation", content, f"observation: {lines:,} lines, {len(content):,} characters"
+                    )
+                )
+                continue
+            body: list[RenderableType] = []
+            if content:
+                body.append(render_content(content))
             if message.get("tool_calls"):
-                calls = render_tool_calls(message["tool_calls"])
-                body = Group(body, calls) if body is not None else calls
-            if body is not None:
-                out.append(Static(body, classes=f"msg-body role-{role}"))
-        return out
+                body.append(render_tool_calls(message["tool_calls"]))
+            if body:
+                parts.append(Padding(Group(*body), (0, 0, 0, 2)))
+        return parts
+
+    def _fold(self, kind: str, text: str, title: str) -> _Fold:
+        fold = _Fold(len(self.folds), kind, text, title)
+        self.folds.append(fold)
+        return fold
+
+    def _render_parts(self) -> None:
+        out: list[RenderableType] = []
+        for part in self._parts:
+            if isinstance(part, _Fold):
+                is_open = part.index in self.open
+                click = Style(meta={"@click": f"toggle_fold({part.index})"})
+                arrow = "▼" if is_open else "▶"
+                hint = "click to close" if is_open else "click or z to open"
+                line = Text(
+                    f"  {arrow} {part.title}",
+                    style=Style(color="cyan", italic=part.kind == "reasoning") + click,
+                )
+                line.append(f"  ({hint})", style=Style(dim=True) + click)
+                out.append(line)
+                if is_open:
+                    text = (
+                        Text(part.text, style="italic")
+                        if part.kind == "reasoning"
+                        else render_content(part.text)
+                    )
+                    out.append(Padding(text, (0, 0, 0, 2)))
+            else:
+                out.append(part)
+        self._renderable = Group(*out)
+        self._layout_lines()
+
+    def _layout_lines(self) -> None:
+        width = self.scrollable_content_region.width
+        self._width = width
+        if width <= 0:
+            self._strips = []
+            return  # not sized yet: done on the first resize
+        console = self.app.console
+        lines = console.render_lines(self._renderable, console.options.update_width(width), pad=False)
+        self._strips = [Strip(line) for line in lines]
+        self.virtual_size = Size(width, len(self._strips))
+        self.refresh()
+
+    def on_resize(self, event: events.Resize) -> None:
+        if self.scrollable_content_region.width != self._width:
+            self._layout_lines()
+
+    def render_line(self, y: int) -> Strip:
+        scroll_x, scroll_y = self.scroll_offset
+        index = y + scroll_y
+        width = self.scrollable_content_region.width
+        if index >= len(self._strips):
+            return Strip.blank(width, self.rich_style)
+        return self._strips[index].crop_extend(scroll_x, scroll_x + width, self.rich_style)
+
+    def action_toggle_fold(self, index: int) -> None:
+        self.open ^= {index}
+        self._render_parts()
+
+    def toggle_all(self) -> None:
+        self.open = set() if self.open else {f.index for f in self.folds}
+        self._render_parts()

@@ -49,7 +49,32 @@ def _lexer(lang: str, code: str) -> str:
     return {"sh": "bash", "shell": "bash", "": "text", "py": "python"}.get(lang, lang)
 
 
-def code(text: str, lexer: str) -> Syntax:
+DIFF_STYLES = (
+    ("+++", "bold"),
+    ("---", "bold"),
+    ("+", "green"),
+    ("-", "red"),
+    ("@@", "cyan"),
+    ("diff ", "bold yellow"),
+)
+
+
+def diff_text(text: str) -> Text:
+    """A diff coloured line by line: much cheaper than a lexer on large patches."""
+    out = Text()
+    for line in text.splitlines(keepends=True):
+        style = next((st for prefix, st in DIFF_STYLES if line.startswith(prefix)), "")
+        out.append(line, style=style)
+    return out
+
+
+def code(text: str, lexer: str) -> Text | Syntax:
+    """Highlighted code. Shell commands and diffs get cheap styling (they are most of a
+    trajectory and the browser must move to the next example fast); other languages a lexer."""
+    if lexer == "diff":
+        return diff_text(text)
+    if lexer in ("bash", "text") or len(text) > 20_000:
+        return Text(text, style="bold #87d7af" if lexer == "bash" else "")
     return Syntax(text, lexer, theme=THEME, word_wrap=True, background_color="default")
 
 
