@@ -24,6 +24,7 @@ from typing import Any
 
 from agentdata_tui.dataset import EvalSpec, Instance
 from agentdata_tui.interfaces import EvalResult, ExecResult, Sandbox, SandboxError
+from agentdata_tui.sandbox import tag_run
 
 SUSPICIOUS_SPEEDUP = 10.0
 OUTPUT_KEEP = 4000  # characters of test/benchmark output kept in evaluation_info
@@ -61,6 +62,7 @@ class BuiltinEvaluator:
         if spec is None or not (spec.test_command or spec.benchmark_command):
             return EvalResult(0.0, False, None, {"status": "not_evaluated"})
         sandbox = self.sandbox_factory(inst)
+        tag_run(sandbox, run_id)
         try:
             sandbox.start()
             return self._grade(sandbox, spec, patch)

@@ -37,6 +37,7 @@ from agentdata_tui.events import EventWriter, cut
 from agentdata_tui.interfaces import Evaluator, Model, RolloutCancelled, RolloutContext, Sandbox, SandboxError
 from agentdata_tui.records import Example
 from agentdata_tui.runner.store import Redactor, RunStore
+from agentdata_tui.sandbox import tag_run
 
 log = logging.getLogger("agentdata_tui.runner")
 
@@ -370,6 +371,7 @@ class Runner:
         sandbox: Sandbox | None = None
         try:
             sandbox = self.make_sandbox(inst, rollout_id)
+            tag_run(sandbox, self.run_id)
             with self._live_lock:
                 self._live.add(sandbox)
             t = time.monotonic()

@@ -57,3 +57,14 @@ def make_sandbox(instance: Instance, config: EnvironmentConfig, context: Sandbox
     """Construct (not start) the sandbox of one rollout."""
     cls = resolve_class(context.environment_class or config.environment_class)
     return cls(instance, config, context=context)
+
+
+def tag_run(sandbox: object, run_id: str) -> None:
+    """Give a sandbox its run's id when its maker was built before the run had one.
+
+    Docker containers are labelled with it (``cleanup --run-id``, ``docker ps --filter``);
+    the sandbox reads ``context.run_id`` when it starts.
+    """
+    ctx = getattr(sandbox, "context", None)
+    if run_id and isinstance(ctx, SandboxContext) and not ctx.run_id:
+        ctx.run_id = run_id

@@ -234,6 +234,8 @@ class DockerSandbox:
         self._call(
             "prepare the image", lambda: ensure_image(self.server, self.image, self.config.pull_policy)
         )
+        # Read now, not at construction: the runner may tag the context with its run id after making us.
+        self.run_id = getattr(self.context, "run_id", "") or self.run_id
         labels = {
             LABEL: "1",
             LABEL_RUN: self.run_id,
