@@ -20,6 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from agentdata_tui.errors import InputError
 
 DEFAULT_ACTION_REGEX = r"```bash\s*\n(.*?)\n```"
+# mini-swe-agent 2.x's text-mode default (its configs rarely spell it out).
+MSWEA2_ACTION_REGEX = r"```mswea_bash_command\s*\n(.*?)\n```"
 SUBMIT_MARKERS = ("COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT", "MINI_SWE_AGENT_FINAL_OUTPUT")
 
 # litellm-only model keys: understood, never sent to an OpenAI-compatible server.
@@ -162,7 +164,12 @@ class Config(_Section):
 
     @property
     def action_regex(self) -> str:
-        return self.model.action_regex or self.agent.action_regex or DEFAULT_ACTION_REGEX
+        explicit = self.model.action_regex or self.agent.action_regex
+        if explicit:
+            return explicit
+        # A 2.x-layout config (templates under model:) means 2.x's default block name.
+        v2 = self.model.observation_template or self.model.format_error_template
+        return MSWEA2_ACTION_REGEX if v2 else DEFAULT_ACTION_REGEX
 
     def model_dump_public(self) -> dict[str, Any]:
         """The config as recorded in run metadata (a config holds no secrets by design)."""

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from agentdata_tui.agent.loop import Agent, cut_middle, is_submission
-from agentdata_tui.config import Config, config_from_dict, load_config
+from agentdata_tui.config import DEFAULT_ACTION_REGEX, Config, config_from_dict, load_config
 from agentdata_tui.dataset import Instance
 from agentdata_tui.errors import UserError
 from agentdata_tui.interfaces import (
@@ -362,11 +362,13 @@ def test_mini_swe_agent_2x_config_renders():
         ("agent", "instance_template", "Task {{no_such_var}}"),
         ("agent", "system_template", "{% if %}"),
         ("model", "observation_template", "{{output.nope}}"),
+        ("agent", "action_observation_template", "{{output.returncode.nope}}"),
     ],
 )
 def test_template_errors_name_the_template(section, key, source):
     cfg = load_config()
     setattr(getattr(cfg, section), key, source)
+    cfg.model.action_regex = DEFAULT_ACTION_REGEX  # (a model: template alone means 2.x's block name)
     with pytest.raises(UserError, match=f"template {section}.{key}"):
         run_agent(cfg, ScriptModel([bash("ls"), SUBMIT]))
 
@@ -474,3 +476,12 @@ def test_machine_variables_win_over_instance_fields(config):
         result.messages[0]["content"]
         == f"{platform.uname().version} | 3.0 | astropy/astropy | Fix the bug in demo-1."
     )
+
+
+def test_default_action_regex_follows_the_config_layout():
+    from agentdata_tui.config import MSWEA2_ACTION_REGEX
+
+    assert load_config().action_regex == DEFAULT_ACTION_REGEX  # 1.x layout (bundled)
+    assert config_from_dict({"model": {"observation_template": "x"}}).action_regex == MSWEA2_ACTION_REGEX
+    explicit = config_from_dict({"model": {"observation_template": "x"}, "agent": {"action_regex": "A(.*)"}})
+    assert explicit.action_regex == "A(.*)"
