@@ -93,3 +93,21 @@ def test_tool_call_mode_rollout_over_http():
     assert "stored" in result.messages[3]["content"]
     assert requests[1].body["messages"][3]["tool_call_id"] == "call_1"
     assert "+42" in diff
+
+
+def test_context_length_and_dead_server_end_rollouts_with_their_status():
+    config = load_config()
+    config.model.max_retries = 1
+    script = ["```bash\necho one\n```", "```bash\necho two\n```"]
+    inst = Instance(instance_id="ctx-1", problem_statement="ctx-1")
+    with ModelServer(ScriptedResponder({"ctx-1": script})) as server:
+        server.add_faults(("delay", 0), ("context_length",))  # the 2nd call is too long
+        result, events, _ = rollout(server, config, inst)
+        assert result.exit_status == "ContextLengthExceeded" and "maximum context length" in result.error
+        assert result.model_calls == 1 and len(events) == 1
+        assert [m["role"] for m in result.messages] == ["system", "user", "assistant", "user"]
+
+        server.add_faults(("delay", 0), ("status", 503), ("status", 503))
+        result, _, _ = rollout(server, config, inst)
+        assert result.exit_status == "ModelError" and "HTTP 503" in result.error
+        assert result.model_calls == 1
