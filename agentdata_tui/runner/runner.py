@@ -549,9 +549,10 @@ def graceful_signals(runner: Runner, *, notify: Callable[[str], None] | None = N
                 runner.store.write_run_json(data)
             os._exit(130)
 
-    sigs = [signal.SIGINT, signal.SIGTERM, signal.SIGHUP]
-    old = {s: signal.getsignal(s) for s in sigs}
-    for s in sigs:
+    # A signal the caller chose to ignore stays ignored: under nohup, SIGHUP must not stop the run.
+    old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    old = {s: h for s, h in old.items() if h is not signal.SIG_IGN}
+    for s in old:
         signal.signal(s, handler)
     try:
         yield
