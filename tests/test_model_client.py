@@ -142,15 +142,15 @@ def test_5xx_forever_gives_model_error_after_max_retries(server):
 def test_hang_past_read_timeout_is_retried(server):
     server.add_faults(("hang", 5))
     start = time.monotonic()
-    assert make_model(server, request_timeout=0.3).query(MESSAGES).content
-    assert time.monotonic() - start < 4
+    assert make_model(server, request_timeout=1.0).query(MESSAGES).content
+    assert time.monotonic() - start < 4.5
     assert len(server.chat_requests()) == 2
 
 
 def test_hang_every_time_ends_in_model_error(server):
     server.add_faults(*[("hang", 5)] * 3)
-    with pytest.raises(ModelError, match=r"no answer within 0.3s"):
-        make_model(server, request_timeout=0.3, max_retries=1).query(MESSAGES)
+    with pytest.raises(ModelError, match=r"no answer within 0.5s"):
+        make_model(server, request_timeout=0.5, max_retries=1).query(MESSAGES)
     assert len(server.chat_requests()) == 2
 
 
