@@ -288,3 +288,34 @@ def test_help_lists_every_generation_flag() -> None:
     assert "example" in res.stdout
     alias = _run("generate-training-data", "generate_multi", "--help")
     assert alias.returncode == 0 and "--dataset" in alias.stdout
+
+
+def test_generate_single_from_a_training_data_file(tmp_path: Path) -> None:
+    ds = json.loads(write_dataset(tmp_path, 1).read_text())
+    inst_file = tmp_path / "instance.json"
+    inst_file.write_text(json.dumps(ds[0]))
+    first, second = tmp_path / "first.json", tmp_path / "second.json"
+    with ModelServer(ScriptedResponder(scripts_for(1))) as server:
+        r1 = _run(
+            "generate_single",
+            "--instance",
+            str(inst_file),
+            "--base-url",
+            server.base_url,
+            "--output",
+            str(first),
+        )
+        r2 = _run(
+            "generate_single",
+            "--instance",
+            str(first),
+            "--base-url",
+            server.base_url,
+            "--output",
+            str(second),
+        )
+        prompt = server.chat_requests()[-1].body["messages"][1]["content"]
+    assert r1.returncode == 0 and r2.returncode == 0, r2.stderr
+    (ex,) = list(open_input(second))
+    assert ex.instance_id == "task-000" and ex.attempt == 1 and len(ex.messages) == 5
+    assert "Write data-task-000" in prompt

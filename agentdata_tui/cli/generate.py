@@ -389,7 +389,19 @@ def run_generate_single(args: argparse.Namespace) -> int:
             f"{args.instance}: holds {len(dataset.instances)} instances; generate_single takes one "
             "(use generate-multi --dataset with --instance-ids to pick some)"
         )
-    return _generate(args, dataset, dataset.instances, {}, command="generate_single")
+    return _generate(
+        args, dataset, [_as_instance(i) for i in dataset.instances], {}, command="generate_single"
+    )
+
+
+def _as_instance(inst):
+    """An example of a training-data file used as an instance: without the recorded rollout."""
+    from agentdata_tui.dataset import Instance
+    from agentdata_tui.records import Example
+
+    recorded = set(Example.model_fields) - {"instance_id", "problem_statement"}
+    data = {k: v for k, v in inst.to_dict().items() if k not in recorded}
+    return Instance.model_validate(data)
 
 
 def _generate(

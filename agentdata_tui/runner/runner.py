@@ -568,11 +568,12 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    try:  # a zombie is not a running run
+    try:  # a zombie is not a running run, nor is another program that got the pid later
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        return state not in ("Z", "X")
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except (OSError, IndexError):
         return True
+    return state not in ("Z", "X") and b"agentdata" in cmdline
 
 
 def _now_iso() -> str:
