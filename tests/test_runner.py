@@ -351,3 +351,19 @@ def test_eval_server_down_records_error_and_run_goes_on(tmp_path: Path) -> None:
         assert ex.exit_status == "Submitted" and ex.reward == 0.0 and not ex.success
         assert ex.error.startswith("evaluation failed") and ex.metadata["error_kind"] == "evaluation"
         assert "out.txt" in ex.git_diff, "the rollout itself is kept"
+
+
+def test_broken_store_stops_the_run_with_an_error(tmp_path: Path) -> None:
+    ds = load_dataset(write_dataset(tmp_path, 6))
+    out = tmp_path / "full.json"
+    with ModelServer(ScriptedResponder(scripts_for(6))) as server:
+        runner = make_runner(server, ds, out, workers=2)
+
+        def no_space(example: Example) -> None:
+            raise OSError(28, "No space left on device")
+
+        runner.store.append = no_space  # type: ignore[method-assign]
+        outcome = runner.run()
+    assert outcome.fatal and "No space left" in outcome.fatal
+    assert outcome.exit_code == 1 and outcome.stopped
+    assert len(server.chat_requests()) < 6 * 2, "no new rollouts after the failure"

@@ -551,6 +551,8 @@ def execute_run(
         f"{outcome.counts.get('finished', 0)} rollouts this session, {outcome.counts.get('errors', 0)} with errors)",
         flush=True,
     )
+    if outcome.fatal:
+        print(f"error: the run stopped: {outcome.fatal}", file=sys.stderr)
     if outcome.stopped:
         print(f"continue with the same command plus --resume (output {output})", flush=True)
     elif outcome.exit_code == 1:

@@ -87,9 +87,12 @@ class RunOutcome:
     counts: dict[str, Any]
     stopped: bool
     elapsed_s: float
+    fatal: str | None = None
 
     @property
     def exit_code(self) -> int:
+        if self.fatal:
+            return 1
         if self.stopped:
             return 130
         ran = self.counts.get("finished", 0)
@@ -131,6 +134,7 @@ class Runner:
         }
         self._count_lock = threading.Lock()
         self._rollout_seq = 0
+        self.fatal: str | None = None  # what broke the run itself, if anything
 
     # -- control ----------------------------------------------------------------------
     @property
@@ -272,7 +276,11 @@ class Runner:
                     "status": "stopped" if stopped else "finished",
                     "finished_at": _now_iso(),
                 }
-                written = self.store.write_final(meta, [i.instance_id for i in self.spec.instances])
+                try:
+                    written = self.store.write_final(meta, [i.instance_id for i in self.spec.instances])
+                except OSError as exc:  # examples.jsonl still holds every attempt: --resume rebuilds it
+                    log.error("cannot write %s: %s", self.spec.output, exc)
+                    self.fatal = self.fatal or f"cannot write {self.spec.output}: {exc}"
             self.store.close()
             self.events.emit("run_finished", counts=counts, elapsed=elapsed, stopped=stopped, written=written)
             self.events.close()
@@ -286,7 +294,9 @@ class Runner:
             self.store.write_run_json(run_json)
             for listener in self.listeners:
                 listener.run_finished(counts, elapsed, stopped)
-        return RunOutcome(self.spec.output, self.store.dir, self.run_id, written, counts, stopped, elapsed)
+        return RunOutcome(
+            self.spec.output, self.store.dir, self.run_id, written, counts, stopped, elapsed, self.fatal
+        )
 
     def _tick(self) -> None:
         for listener in self.listeners:
@@ -317,6 +327,11 @@ class Runner:
                     with self._count_lock:
                         self._counts["cancelled"] += 1
                     break
+                except Exception as exc:  # the run itself is broken (e.g. the disk is full): stop it
+                    log.error("worker %d: %s", worker, traceback.format_exc())
+                    self.fatal = self.fatal or f"{type(exc).__name__}: {exc}"
+                    self.request_stop()
+                    return
                 if (
                     example.error is not None
                     and (example.metadata or {}).get("error_kind")
@@ -497,7 +512,10 @@ class Runner:
             error=cut(example.error, 500) if example.error else None,
         )
         for listener in self.listeners:
-            listener.rollout_finished(example, elapsed)
+            try:
+                listener.rollout_finished(example, elapsed)
+            except Exception:  # a display problem must not cost a rollout worker
+                log.warning("progress listener failed:\n%s", traceback.format_exc())
         return example
 
 
