@@ -76,6 +76,7 @@ class Metrics:
     elapsed_s: float
     eta_s: float | None
     finished: bool
+    stopped: bool = False
 
 
 class DashboardState:
@@ -237,8 +238,11 @@ class DashboardState:
         elapsed = self.elapsed(self.started_t)
         rate = self.done / elapsed if elapsed > 0 else 0.0
         remaining = max(0, self.total - self.done)
-        if self.run_finished is not None or remaining == 0:
-            eta: float | None = 0.0
+        stopped = bool(self.run_finished and self.run_finished.get("stopped"))
+        if stopped:
+            eta: float | None = None
+        elif self.run_finished is not None or remaining == 0:
+            eta = 0.0
         elif self.stale:
             eta = None
         else:
@@ -257,6 +261,7 @@ class DashboardState:
             elapsed_s=elapsed,
             eta_s=eta,
             finished=self.run_finished is not None,
+            stopped=stopped,
         )
 
     def take_dirty(self) -> tuple[set[str], set[str]]:

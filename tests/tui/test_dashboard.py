@@ -186,3 +186,32 @@ async def test_many_workers_are_folded_in_batches(tmp_path: Path) -> None:
         assert screen.state.done == 512
         assert screen.query_one("#workers", DataTable).row_count == 256
     assert repaints < len(lines) / 100
+
+
+@run_async
+async def test_the_view_follows_the_selected_worker_and_shows_a_stop(tmp_path: Path) -> None:
+    run = write_run(tmp_path / "out.run", total=8, finished=3, complete=False)
+    app = make_app("watch", path=run, clock=CLOCK)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await dashboard_caught_up(pilot)
+        screen = app.screen
+        assert screen.selected_worker == "0" and screen.selected_rollout == "r4"  # worker 0's current rollout
+        with open(run / "events.jsonl", "a", encoding="utf-8") as fh:
+            for ev in (
+                {"type": "rollout_finished", "rollout_id": "r4", "reward": 1.0, "success": True},
+                {"type": "rollout_started", "rollout_id": "r8", "instance_id": "demo__task-3", "worker": 0},
+                {
+                    "type": "step",
+                    "rollout_id": "r8",
+                    "step": 1,
+                    "command": "echo next",
+                    "assistant": "THOUGHT: next",
+                },
+                {"type": "run_finished", "counts": {}, "elapsed": 20, "stopped": True},
+            ):
+                fh.write(json.dumps({"v": 1, "t": T0 + 20, **ev}) + "\n")
+        await dashboard_caught_up(pilot, finished=True)
+        assert screen.selected_rollout == "r8"
+        assert "echo next" in "\n".join(line.text for line in screen.query_one("#live-log", RichLog).lines)
+        summary = str(screen.query_one("#run-summary").render())
+        assert "stopped" in summary and "ETA –" in summary

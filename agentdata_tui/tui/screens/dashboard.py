@@ -29,6 +29,16 @@ from agentdata_tui.tui.widgets.render import code, render_content
 
 REPAINT_S = 0.1  # at most ten repaints a second
 WORKER_COLUMNS = ("worker", "instance", "sample", "step", "last command", "elapsed", "status")
+# Header labels and widths that fit the worker table in 80 columns of a 120-column terminal.
+WORKER_HEADERS = {
+    "worker": ("w", 3),
+    "instance": ("instance", 22),
+    "sample": ("s", 2),
+    "step": ("step", 4),
+    "last command": ("last command", 18),
+    "elapsed": ("time", 6),
+    "status": ("status", 9),
+}
 RECENT_COLUMNS = ("instance", "sample", "reward", "speedup", "status", "exit status", "steps")
 STATUS_STYLE = {
     "running": "yellow",
@@ -91,6 +101,7 @@ class DashboardScreen(Screen[None]):
         self.state: DashboardState | None = None
         self.painted_events = -1
         self.selected_rollout: str | None = None
+        self.selected_worker: str | None = None  # follow this worker's rollouts as they change
         self._written_steps = 0
         self._dirty = True
         self._stop = threading.Event()
@@ -111,7 +122,9 @@ class DashboardScreen(Screen[None]):
             yield DataTable(id="workers", cursor_type="row", zebra_stripes=True)
             with Vertical(id="live"):
                 yield Label("Conversation", id="live-title")
-                yield RichLog(id="live-log", wrap=True, markup=False, highlight=False, max_lines=2000)
+                yield RichLog(
+                    id="live-log", wrap=True, markup=False, highlight=False, max_lines=2000, min_width=20
+                )
         yield DataTable(id="recent", cursor_type="row", zebra_stripes=True)
         yield Footer()
 
@@ -119,7 +132,8 @@ class DashboardScreen(Screen[None]):
         self.state = DashboardState(clock=self.app.clock)  # type: ignore[attr-defined]
         workers = self.query_one("#workers", DataTable)
         for c in WORKER_COLUMNS:
-            workers.add_column(c, key=c)
+            label, width = WORKER_HEADERS[c]
+            workers.add_column(label, key=c, width=width)
         recent = self.query_one("#recent", DataTable)
         for c in RECENT_COLUMNS:
             recent.add_column(c, key=c)
@@ -208,14 +222,15 @@ class DashboardScreen(Screen[None]):
         live = self._run_live()
         state.stale = not live and not m.finished
         m = state.metrics()
-        status = (
-            "finished"
-            if m.finished
-            else ("running" if live else "not running (stopped or killed; resume with --resume)")
-        )
+        if m.stopped:
+            status = "stopped (resume with --resume)"
+        elif m.finished:
+            status = "finished"
+        else:
+            status = "running" if live else "not running (stopped or killed; resume with --resume)"
         line1 = Text()
         line1.append(f"run {state.run_id or '?'}", style="bold")
-        line1.append(f"  {status}", style="green" if m.finished else "yellow")
+        line1.append(f"  {status}", style="green" if m.finished and not m.stopped else "yellow")
         settings = state.settings
         if settings.get("model") or settings.get("model_name"):
             line1.append(f"  model {settings.get('model') or settings.get('model_name')}", style="dim")
@@ -268,6 +283,10 @@ class DashboardScreen(Screen[None]):
                     table.update_cell(key, "elapsed", self._worker_cells(state, w)[5])
         if self.selected_rollout is None and table.row_count:
             self._select_worker_row(table.cursor_row)
+        elif self.selected_worker in dirty:
+            w = state.workers.get(self.selected_worker)
+            if w is not None and w.rollout_id and w.rollout_id != self.selected_rollout:
+                self.select_rollout(w.rollout_id, worker=self.selected_worker)
 
     def _paint_recent(self, state: DashboardState) -> None:
         if state.done == self._recent_done:
@@ -305,8 +324,12 @@ class DashboardScreen(Screen[None]):
             _write_finished(log, view)
             log._finished_written = True  # type: ignore[attr-defined]
 
-    def select_rollout(self, rollout_id: str | None) -> None:
-        """Show this rollout's conversation (from its first step, growing as steps arrive)."""
+    def select_rollout(self, rollout_id: str | None, worker: str | None = None) -> None:
+        """Show this rollout's conversation (from its first step, growing as steps arrive).
+
+        Chosen through a worker's row, the view then follows that worker to its next rollout;
+        chosen among the finished ones, it stays."""
+        self.selected_worker = worker
         if rollout_id == self.selected_rollout or self.state is None:
             return
         self.selected_rollout = rollout_id
@@ -331,14 +354,14 @@ class DashboardScreen(Screen[None]):
         key = table.coordinate_to_cell_key((row, 0)).row_key.value  # type: ignore[arg-type]
         w = self.state.workers.get(str(key))
         if w is not None and w.rollout_id:
-            self.select_rollout(w.rollout_id)
+            self.select_rollout(w.rollout_id, worker=w.worker)
 
     @on(DataTable.RowHighlighted, "#workers")
     def _worker_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if event.row_key.value is not None and self.state is not None:
             w = self.state.workers.get(str(event.row_key.value))
             if w is not None and w.rollout_id:
-                self.select_rollout(w.rollout_id)
+                self.select_rollout(w.rollout_id, worker=w.worker)
 
     @on(DataTable.RowSelected, "#recent")
     def _recent_selected(self, event: DataTable.RowSelected) -> None:
@@ -438,7 +461,7 @@ def _write_step(log: RichLog, step: StepView) -> None:
     log.write(head)
     if step.assistant:
         log.write(render_content(step.assistant))
-    elif step.command:
+    if step.command and step.command not in step.assistant:  # tool-call mode: not in the text
         log.write(code(step.command, "bash"))
     if step.observation or step.returncode is not None:
         rc = Text(f"  ↳ returncode {step.returncode}", style="green" if step.returncode == 0 else "red")
