@@ -28,6 +28,7 @@ def _demo(cwd: Path, *args: str) -> tuple[subprocess.CompletedProcess, float]:
     return res, time.monotonic() - t0
 
 
+@pytest.mark.slow
 def test_demo_runs_offline_and_writes_seed_format(tmp_path: Path) -> None:
     res, elapsed = _demo(tmp_path, "--headless")
     assert res.returncode == 0, res.stderr
@@ -86,6 +87,7 @@ def test_demo_never_overwrites_a_real_run(tmp_path: Path) -> None:
     assert (run_dir / "run.json").exists()
 
 
+@pytest.mark.slow
 def test_demo_keeps_foreign_files_in_its_run_folder(tmp_path: Path) -> None:
     run_dir = tmp_path / "d.run"
     run_dir.mkdir()

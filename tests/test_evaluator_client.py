@@ -146,3 +146,13 @@ def test_normalize_eval_url() -> None:
     for bad in ("nonsense", "ftp://h:1", "host:port"):
         with pytest.raises(UserError):
             normalize_eval_url(bad)
+
+
+def test_health_is_a_quick_probe_and_host_port_is_accepted(server: FakeEvalServer) -> None:
+    hostport = server.url.replace("http://", "")
+    server.plan = [(503, "busy"), (503, "busy"), (503, "busy")]
+    client = EvalServerClient(hostport, None, retries=10, backoff=0.01)
+    assert client.url == server.url
+    ok, msg = client.health()
+    assert not ok and "2 tries" in msg
+    assert len(server.requests) == 2

@@ -55,7 +55,7 @@ class EvalServerClient:
         max_backoff: float = 30.0,
         pool_size: int = 4,
     ) -> None:
-        self.url = url.rstrip("/")
+        self.url = normalize_eval_url(url) or url.rstrip("/")  # HOST:PORT works too
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self.retries = retries
@@ -86,9 +86,12 @@ class EvalServerClient:
         base = min(self.backoff * (2**attempt), self.max_backoff)
         return base * (0.5 + random.random() / 2)
 
-    def _request(self, method: str, path: str, *, json: Any = None, read_timeout: float) -> requests.Response:
+    def _request(
+        self, method: str, path: str, *, json: Any = None, read_timeout: float, retries: int | None = None
+    ) -> requests.Response:
         last = ""
-        for attempt in range(self.retries + 1):
+        retries = self.retries if retries is None else retries
+        for attempt in range(retries + 1):
             retry_after = None
             try:
                 resp = self._session().request(
@@ -103,9 +106,9 @@ class EvalServerClient:
                 if resp.status_code not in RETRY_STATUS:
                     raise EvaluationError(f"eval server {self.url} refused {path}: {last}")
                 retry_after = resp.headers.get("Retry-After")
-            if attempt < self.retries:
+            if attempt < retries:
                 time.sleep(self._sleep_for(attempt, retry_after))
-        raise EvaluationError(f"eval server {self.url} unavailable after {self.retries + 1} tries: {last}")
+        raise EvaluationError(f"eval server {self.url} unavailable after {retries + 1} tries: {last}")
 
     def evaluate(
         self, instance: dict[str, Any], patch: str, *, run_id: str = "", sample_index: int = 0
@@ -124,10 +127,13 @@ class EvalServerClient:
             raise EvaluationError(f"eval server {self.url} answered with a body that is not JSON") from None
         return _parse_result(data, self.url)
 
-    def health(self) -> tuple[bool, str]:
-        """(answered 200, a line saying what answered) — for ``agentdata-tui check``."""
+    def health(self, retries: int = 1) -> tuple[bool, str]:
+        """(answered 200, a line saying what answered) — for ``check`` and the launch screen.
+
+        A probe, so it gives up quickly (one retry by default) whatever ``retries`` the client has.
+        """
         try:
-            resp = self._request("GET", "/health", read_timeout=10)
+            resp = self._request("GET", "/health", read_timeout=10, retries=retries)
         except EvaluationError as exc:
             return False, str(exc)
         return True, f"eval server {self.url}: healthy ({resp.text.strip()[:80] or 'HTTP 200'})"
