@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -207,8 +208,9 @@ def run_demo_tui(args: argparse.Namespace) -> int:
     cmd += ["--latency", str(0.4 if latency is None else latency)]  # something to watch
     if getattr(args, "resume", False):
         cmd.append("--resume")
+    started = time.time() - 1.0  # mtime granularity: a log older than this is the previous demo's
     process = start_background(cmd, run_dir, child_env(""), log_name="demo.log")
-    return _run(make_app("watch", path=run_dir, process=process))
+    return _run(make_app("watch", path=run_dir, process=process, newer_than=started))
 
 
 __all__ = ["register", "run_launch", "run_demo_tui", "run_browse", "run_watch"]

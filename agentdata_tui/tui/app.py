@@ -96,6 +96,7 @@ def make_app(
     last_path: Path | None = None,
     process: Any = None,
     poll_interval: float = 0.2,
+    newer_than: float | None = None,
 ) -> AgentDataApp:
     """``mode``: ``browse`` (path: any readable input), ``watch`` (path: a run's output file or
     folder), ``launch`` (the form, prefilled with ``launch_values``)."""
@@ -108,7 +109,9 @@ def make_app(
         if mode == "watch":
             from agentdata_tui.tui.screens.dashboard import DashboardScreen
 
-            return DashboardScreen(Path(path or "."), process=process, poll_interval=poll_interval)
+            return DashboardScreen(
+                Path(path or "."), process=process, poll_interval=poll_interval, newer_than=newer_than
+            )
         if mode == "launch":
             from agentdata_tui.tui.screens.launch import LaunchScreen
 

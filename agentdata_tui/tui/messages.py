@@ -33,6 +33,10 @@ class EventsBatch(Message):
         self.events = events
 
 
+class LogReset(Message):
+    """``events.jsonl`` was replaced or truncated: the run started over."""
+
+
 class RunProcessExited(Message):
     """The background run started from the launch screen has exited."""
 

@@ -215,3 +215,43 @@ async def test_the_view_follows_the_selected_worker_and_shows_a_stop(tmp_path: P
         assert "echo next" in "\n".join(line.text for line in screen.query_one("#live-log", RichLog).lines)
         summary = str(screen.query_one("#run-summary").render())
         assert "stopped" in summary and "ETA –" in summary
+
+
+@run_async
+async def test_a_run_started_over_in_the_folder_starts_the_dashboard_over(tmp_path: Path) -> None:
+    run = write_run(tmp_path / "out.run", total=8, finished=8, complete=True)
+    proc = _sleeper(tmp_path)  # the "runner" still alive, so the dashboard keeps following
+    try:
+        app = make_app("watch", path=run, clock=CLOCK, process=proc, poll_interval=0.02)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await dashboard_caught_up(pilot, finished=True)
+            screen = app.screen
+            assert screen.state.done == 8
+            (run / "events.jsonl").unlink()  # a new run replaces the log
+            write_run(tmp_path / "new.run", total=3, finished=1, complete=False)
+            (tmp_path / "new.run" / "events.jsonl").rename(run / "events.jsonl")
+            await wait_until(
+                pilot, lambda: screen.state.total == 3 and screen.state.done == 1, what="the new run"
+            )
+            await dashboard_caught_up(pilot)
+            assert screen.query_one("#recent", DataTable).row_count == 1
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+@run_async
+async def test_a_launched_run_that_fails_is_reported(tmp_path: Path) -> None:
+    run = tmp_path / "out.run"
+    run.mkdir()
+    log = run / "tui-launch.log"
+    with open(log, "ab") as fh:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", "import sys; print('error: --dataset: no such file'); sys.exit(2)"],
+            stdout=fh,
+        )
+    app = make_app("watch", path=run, clock=CLOCK, process=proc, poll_interval=0.02)
+    async with app.run_test(size=(120, 40)) as pilot:
+        alert = app.screen.query_one("#run-alert")
+        await wait_until(pilot, lambda: "exited with code 2" in str(alert.render()), what="the failure")
+        assert "no such file" in str(alert.render())

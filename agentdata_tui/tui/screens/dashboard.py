@@ -23,7 +23,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Label, ProgressBar, RichLog, Static
 
 from agentdata_tui.events import EventTail
-from agentdata_tui.tui.messages import EventsBatch, RunProcessExited
+from agentdata_tui.tui.messages import EventsBatch, LogReset, RunProcessExited
 from agentdata_tui.tui.state import DashboardState, RolloutView, StepView, format_duration
 from agentdata_tui.tui.widgets.render import code, render_content
 
@@ -93,10 +93,18 @@ class DashboardScreen(Screen[None]):
         Binding("f", "follow", "Follow newest", show=False, id="follow"),
     ]
 
-    def __init__(self, run_dir: Path, *, process: Any = None, poll_interval: float = 0.2) -> None:
+    def __init__(
+        self,
+        run_dir: Path,
+        *,
+        process: Any = None,
+        poll_interval: float = 0.2,
+        newer_than: float | None = None,
+    ) -> None:
         super().__init__()
         self.run_dir = Path(run_dir)
         self.process = process
+        self.newer_than = newer_than
         self.poll_interval = poll_interval
         self.state: DashboardState | None = None
         self.painted_events = -1
@@ -147,10 +155,27 @@ class DashboardScreen(Screen[None]):
     # -- reading the log -----------------------------------------------------
     @work(thread=True, exclusive=True, exit_on_error=False, group="tail")
     def follow(self) -> None:
-        tail = EventTail(self.run_dir / "events.jsonl")
+        """Tail the log. A log replaced or truncated (a run started over in this folder) starts
+        the dashboard over; a log older than ``newer_than`` (a previous run's, which the run
+        just launched is about to replace) is not read."""
+        path = self.run_dir / "events.jsonl"
+        tail = EventTail(path)
+        inode: int | None = None
         finished = False
         while not self._stop.is_set():
-            events = tail.read()
+            try:
+                st = os.stat(path)
+            except FileNotFoundError:
+                st = None
+            if st is not None and self.newer_than is not None and st.st_mtime < self.newer_than:
+                st = None  # the previous run's log: wait for the new one
+            if st is not None:
+                if inode is None:
+                    inode = st.st_ino
+                elif st.st_ino != inode or st.st_size < tail.offset:
+                    tail, inode, finished = EventTail(path), st.st_ino, False
+                    self.post_message(LogReset())
+            events = tail.read() if st is not None else []
             if events:
                 finished = finished or any(e.get("type") == "run_finished" for e in events)
                 while not self._pending.acquire(timeout=0.5):
@@ -158,9 +183,10 @@ class DashboardScreen(Screen[None]):
                         return
                 self.post_message(EventsBatch(events))
                 continue
-            if finished:
+            process_done = self.process is None or self.process.poll() is not None
+            if finished and process_done:
                 return
-            if self.process is not None and self.process.poll() is not None:
+            if self.process is not None and process_done:
                 # The run exited: read what it wrote last, then report once.
                 events = tail.read()
                 if events:
@@ -175,6 +201,17 @@ class DashboardScreen(Screen[None]):
             if (self.run_dir / name).exists():
                 return self.run_dir / name
         return self.run_dir / "tui-launch.log"
+
+    def on_log_reset(self, message: LogReset) -> None:
+        """The run started over in this folder: so does the dashboard."""
+        self.state = DashboardState(clock=self.app.clock)  # type: ignore[attr-defined]
+        self.query_one("#workers", DataTable).clear()
+        self.query_one("#recent", DataTable).clear()
+        self.query_one("#live-log", RichLog).clear()
+        self._worker_rows = set()
+        self._recent_done = -1
+        self.selected_rollout = self.selected_worker = None
+        self._dirty = True
 
     def on_events_batch(self, message: EventsBatch) -> None:
         self._pending.release()

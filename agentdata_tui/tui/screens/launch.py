@@ -7,6 +7,7 @@ its environment, and switches to the dashboard on the run folder.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -272,6 +273,7 @@ class LaunchScreen(Screen[None]):
             self.notify(f"Could not remember the settings: {exc.strerror}", severity="warning")
         self.command = build_command(settings)
         run_dir = settings.run_dir
+        started = time.time() - 1.0  # a log older than this is a previous run's
         try:
             self.process = self.starter(self.command, run_dir, child_env(settings.api_key))
         except OSError as exc:
@@ -281,4 +283,4 @@ class LaunchScreen(Screen[None]):
             return
         from agentdata_tui.tui.screens.dashboard import DashboardScreen
 
-        self.app.switch_screen(DashboardScreen(run_dir, process=self.process))
+        self.app.switch_screen(DashboardScreen(run_dir, process=self.process, newer_than=started))
