@@ -86,18 +86,9 @@ class LocalSandbox:
         self.root = Path(tempfile.mkdtemp(prefix="agentdata-sbx-"))
         self.work = self.root / "repo"
         home = self.root / "home"
-        home.mkdir()
-        if self.repo_src is not None:
-            if not self.repo_src.is_dir():
-                raise SandboxError(
-                    f"repo_path of {self.instance.instance_id} is not a folder: {self.repo_src}"
-                )
-            shutil.copytree(self.repo_src, self.work, symlinks=True)
-        else:
-            self.work.mkdir()
+        if self.repo_src is not None and not self.repo_src.is_dir():
+            raise SandboxError(f"repo_path of {self.instance.instance_id} is not a folder: {self.repo_src}")
         self._env = scrubbed_env(home, self.config.env)
-        excludes = self.root / "diff-excludes"
-        excludes.write_text(DIFF_EXCLUDES)
         # git for our own bookkeeping: no system/global config of the caller, a private index.
         self._git_env = scrubbed_env(home)
         self._git_env.update(
@@ -105,24 +96,31 @@ class LocalSandbox:
                 "GIT_CONFIG_NOSYSTEM": "1",
                 "GIT_CONFIG_GLOBAL": os.devnull,
                 "GIT_INDEX_FILE": str(self.root / "agentdata.index"),
-                "GIT_AUTHOR_NAME": "agentdata",
-                "GIT_AUTHOR_EMAIL": "agentdata@localhost",
-                "GIT_COMMITTER_NAME": "agentdata",
-                "GIT_COMMITTER_EMAIL": "agentdata@localhost",
+                "ROOT": str(self.root),
             }
         )
-        self._excludes = str(excludes)
-        if not (self.work / ".git").exists():
-            self._git("init", "-q")
+        # One shell for the whole preparation: with hundreds of worker threads, each Python-level
+        # file operation waits for the GIL, while a script's steps do not.
+        script = (
+            'mkdir "$ROOT/home" && '
+            + ('cp -a "$SRC" "$ROOT/repo"' if self.repo_src is not None else 'mkdir "$ROOT/repo"')
+            + ' && printf "%s" "$EXCLUDES" > "$ROOT/diff-excludes" && cd "$ROOT/repo"'
+            + " && { [ -e .git ] || git init -q --template=; }"
+        )
+        snapshot_now = not self.instance.setup_command
+        if snapshot_now:
+            script += " && " + _SNAPSHOT
+        out = self._sh(script, SRC=str(self.repo_src or ""), EXCLUDES=DIFF_EXCLUDES)
         self.cwd = self._resolve_cwd()
-        if self.instance.setup_command:
+        if not snapshot_now:
             timeout = max(SETUP_TIMEOUT_MIN, self.config.timeout)
-            res = self.execute(self.instance.setup_command, timeout=timeout)
+            res = self.execute(self.instance.setup_command or "", timeout=timeout)
             if res.timed_out or res.returncode != 0:
                 why = "timed out" if res.timed_out else f"exited with {res.returncode}"
                 tail = res.output[-500:].strip()
                 raise SandboxError(f"setup_command of {self.instance.instance_id} {why}: {tail}")
-        self.base_tree = self._snapshot_tree()
+            out = self._sh(f'cd "$ROOT/repo" && {_SNAPSHOT}')
+        self.base_tree = out.decode().strip().splitlines()[-1]
 
     def _resolve_cwd(self) -> Path:
         assert self.work is not None
@@ -144,7 +142,12 @@ class LocalSandbox:
                 os.killpg(pgid, signal.SIGKILL)
         self._pgids.clear()
         if self.root is not None:
-            shutil.rmtree(self.root, ignore_errors=True)
+            with contextlib.suppress(OSError, subprocess.SubprocessError):
+                subprocess.run(
+                    ["rm", "-rf", str(self.root)], stdin=subprocess.DEVNULL, capture_output=True, timeout=600
+                )
+            if self.root.exists():  # rm missing or refused: the slow way
+                shutil.rmtree(self.root, ignore_errors=True)
             self.root = None
 
     def __enter__(self) -> LocalSandbox:
@@ -195,35 +198,43 @@ class LocalSandbox:
         )
 
     # -- diff ----------------------------------------------------------------------
-    def _git(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
-        assert self.work is not None
+    def _sh(self, script: str, **env: str) -> bytes:
+        """Run a bookkeeping script (``sh -c``, git env); its stdout, or SandboxError."""
         try:
             res = subprocess.run(
-                ["git", "-c", f"core.excludesFile={self._excludes}", "-c", "core.quotepath=off", *args],
-                cwd=self.work,
-                env=self._git_env,
+                [
+                    "sh",
+                    "-c",
+                    'g() { git -c "core.excludesFile=$ROOT/diff-excludes" -c core.quotepath=off "$@"; }; '
+                    + script,
+                ],
+                env={**self._git_env, **env},
                 stdin=subprocess.DEVNULL,
                 capture_output=True,
                 timeout=600,
             )
         except (OSError, subprocess.TimeoutExpired) as exc:
-            raise SandboxError(f"git {args[0]} failed in the local sandbox: {exc}") from exc
-        if check and res.returncode != 0:
+            raise SandboxError(f"local sandbox of {self.instance.instance_id}: {exc}") from exc
+        if res.returncode != 0:
             msg = res.stderr.decode("utf-8", "replace").strip()[-300:]
-            raise SandboxError(f"git {args[0]} failed in the local sandbox: {msg}")
-        return res
-
-    def _snapshot_tree(self) -> str:
-        self._git("add", "-A", "--", ".")
-        return self._git("write-tree").stdout.decode().strip()
+            raise SandboxError(
+                f"local sandbox of {self.instance.instance_id}: {msg or f'exit {res.returncode}'}"
+            )
+        return res.stdout
 
     def diff(self) -> tuple[str, bool]:
         """The patch from the post-setup tree to now, new files included; cut at 1 MB."""
         if self._closed or self.base_tree is None:
             raise SandboxError("the sandbox is closed or was never started")
-        self._snapshot_tree()
-        res = self._git("diff", "--cached", "--binary", "--no-color", "--no-ext-diff", self.base_tree)
-        return cut_patch(res.stdout.decode("utf-8", "replace"))
+        out = self._sh(
+            'cd "$ROOT/repo" && g add -A -- . && g diff --cached --binary --no-color --no-ext-diff "$BASE"',
+            BASE=self.base_tree,
+        )
+        return cut_patch(out.decode("utf-8", "replace"))
+
+
+# The tree after setup, recorded through the private index (no commit is made).
+_SNAPSHOT = "g add -A -- . && g write-tree"
 
 
 def cut_patch(patch: str, limit: int = DIFF_LIMIT) -> tuple[str, bool]:
