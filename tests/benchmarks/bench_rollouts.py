@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -108,7 +109,7 @@ def run_setting(workers: int, latency: float, rounds: int, keep: Path | None) ->
         assert server.stdin is not None
         server.stdin.close()
         server.wait(30)
-    steps = sum(1 for _ in _steps(work / "out.run" / "events.jsonl"))
+    steps, durations = _event_figures(work / "out.run" / "events.jsonl")
     own = (t_self1.user - t_self0.user) + (t_self1.system - t_self0.system)
     children = (t_self1.children_user - t_self0.children_user) + (
         t_self1.children_system - t_self0.children_system
@@ -129,14 +130,28 @@ def run_setting(workers: int, latency: float, rounds: int, keep: Path | None) ->
         "ratio": achieved / ideal,
         "runner_cpu_ms_per_step": own / steps * 1000 if steps else float("nan"),
         "children_cpu_ms_per_step": children / steps * 1000 if steps else float("nan"),
+        "mean_rollout_s": statistics.mean(durations) if durations else float("nan"),
+        "ideal_rollout_s": STEPS * latency,
+        "load_avg": os.getloadavg()[0],
     }
 
 
-def _steps(path: Path):
+def _event_figures(path: Path) -> tuple[int, list[float]]:
+    """Steps, and each rollout's wall time (rollout_started → rollout_finished), from the event log."""
+    steps = 0
+    started: dict[str, float] = {}
+    durations: list[float] = []
     with open(path, encoding="utf-8") as fh:
         for line in fh:
-            if '"type": "step"' in line:
-                yield line
+            ev = json.loads(line)
+            kind = ev["type"]
+            if kind == "step":
+                steps += 1
+            elif kind == "rollout_started":
+                started[ev["rollout_id"]] = ev["t"]
+            elif kind == "rollout_finished" and ev["rollout_id"] in started:
+                durations.append(ev["t"] - started[ev["rollout_id"]])
+    return steps, durations
 
 
 def main() -> int:
@@ -165,7 +180,10 @@ def main() -> int:
             f"    throughput {r['rollouts_per_s']:.2f} rollouts/s vs ideal {r['ideal_per_s']:.2f} "
             f"= {r['ratio'] * 100:.1f}% (target >= {TARGET_RATIO * 100:.0f}%) {'OK' if ratio_ok else 'MISSED'}\n"
             f"    runner CPU {r['runner_cpu_ms_per_step']:.2f} ms/step (target <= {TARGET_CPU_MS:g}) "
-            f"{'OK' if cpu_ok else 'MISSED'}; children CPU {r['children_cpu_ms_per_step']:.2f} ms/step",
+            f"{'OK' if cpu_ok else 'MISSED'}; children CPU {r['children_cpu_ms_per_step']:.2f} ms/step\n"
+            f"    one rollout takes {r['mean_rollout_s']:.2f}s on average vs {r['ideal_rollout_s']:g}s of model "
+            f"latency ({r['ideal_rollout_s'] / r['mean_rollout_s'] * 100:.1f}%); machine load average "
+            f"{r['load_avg']:.1f} at the end",
             flush=True,
         )
     return 0 if ok else 1
