@@ -259,10 +259,11 @@ class Runner:
         for t in threads:
             t.start()
         try:
-            for t in threads:
-                while t.is_alive():
-                    t.join(0.25)
-                    self._tick()
+            try:
+                self._join(threads)
+            except KeyboardInterrupt:  # no signal handlers installed (library use): stop gracefully
+                self.request_stop()
+                self._join(threads)
         finally:
             stopped = self._stop.is_set()
             elapsed = round(time.monotonic() - t_start, 3)
@@ -297,6 +298,12 @@ class Runner:
         return RunOutcome(
             self.spec.output, self.store.dir, self.run_id, written, counts, stopped, elapsed, self.fatal
         )
+
+    def _join(self, threads: list[threading.Thread]) -> None:
+        for t in threads:
+            while t.is_alive():
+                t.join(0.25)
+                self._tick()
 
     def _tick(self) -> None:
         for listener in self.listeners:
