@@ -14,7 +14,16 @@ class UserError(Exception):
 
     def __init__(self, message: str, *, where: str | None = None) -> None:
         self.where = where
+        message = one_line(message)
         super().__init__(f"{where}: {message}" if where else message)
+
+
+def one_line(text: str) -> str:
+    """Join a multi-line text (e.g. a JSON parser's message with its caret art) into one line:
+    errors for people are printed as exactly one line."""
+    if "\n" not in text and "\r" not in text:
+        return text
+    return " ".join(part.strip() for part in text.splitlines() if part.strip())
 
 
 class InputError(UserError):

@@ -119,7 +119,9 @@ def summary_of(examples: list[dict[str, Any]]) -> dict[str, Any]:
         "total_examples": n,
         "successful": ok,
         "failed": n - ok,
-        "average_reward": sum(e["reward"] for e in examples) / n if n else 0.0,
+        "average_reward": sum(e["reward"] for e in examples if isinstance(e["reward"], float)) / n
+        if n
+        else 0.0,
         "total_model_calls": sum(e["model_calls"] for e in examples),
     }
 
