@@ -6,8 +6,9 @@ and prints:
 
 - time to the first rows in the table (target < 2 s),
 - time to the full index, and the process's peak RSS,
-- time to move to the next example with ``n`` (read from disk, validated, rendered; target
-  < 100 ms; median and worst of 50 moves), and to jump to a far page's example.
+- time to move to the next example (target < 100 ms; median and worst of 50 moves): from the
+  action to the first line of the new example painted, the action alone, and ``n`` pressed
+  through Pilot until the app is idle; then a sort of every row and a page jump.
 
     python tests/benchmarks/bench_browser.py                # ~1 GB, temp dir removed after
     python tests/benchmarks/bench_browser.py --size-mb 200 --keep /tmp/bench
@@ -70,6 +71,34 @@ async def measure(path: Path, moves: int) -> dict[str, float]:
             times.append((time.perf_counter() - t) * 1000)
         out["next_median_ms"] = statistics.median(times)
         out["next_max_ms"] = max(times)
+        # the same move without Pilot's own overhead: from the action to the first line of the
+        # new example painted by the compositor (the rest of a long conversation follows)
+        from agentdata_tui.tui.widgets.conversation import ConversationView
+
+        view = screen.query_one(ConversationView)
+        painted: list[float] = []
+        original = view.render_line
+
+        def render_line(y: int):
+            if not painted:
+                painted.append(time.perf_counter())
+            return original(y)
+
+        view.render_line = render_line  # type: ignore[method-assign]
+        handler, first_paint = [], []
+        for _ in range(moves):
+            painted.clear()
+            t = time.perf_counter()
+            screen.action_next()
+            handler.append((time.perf_counter() - t) * 1000)
+            await pilot.pause()
+            await pilot.pause()
+            if painted:
+                first_paint.append((painted[0] - t) * 1000)
+        out["handler_median_ms"] = statistics.median(handler)
+        out["handler_max_ms"] = max(handler)
+        out["paint_median_ms"] = statistics.median(first_paint) if first_paint else float("nan")
+        out["paint_max_ms"] = max(first_paint) if first_paint else float("nan")
         # the far end: a sort over every row, then the last page's example
         t = time.perf_counter()
         screen.set_sort("reward", reverse=False)
@@ -110,7 +139,7 @@ def main() -> int:
         r = asyncio.run(measure(data, args.moves))
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         ok_first = "ok" if r["first_rows_s"] < FIRST_ROWS_TARGET_S else "MISSED"
-        ok_next = "ok" if r["next_median_ms"] < NEXT_TARGET_MS else "MISSED"
+        ok_next = "ok" if r["paint_median_ms"] < NEXT_TARGET_MS else "MISSED"
         print(
             f"time to first rows:      {r['first_rows_s']:.2f} s   (target < {FIRST_ROWS_TARGET_S:g} s: {ok_first})"
         )
@@ -119,12 +148,16 @@ def main() -> int:
             f"{size_mb / r['full_index_s']:,.0f} MB/s)"
         )
         print(
-            f"next example ('n'):      {r['next_median_ms']:.1f} ms median, {r['next_max_ms']:.1f} ms worst of "
-            f"{args.moves}   (target < {NEXT_TARGET_MS:g} ms: {ok_next})"
+            f"next example, action to first painted line: {r['paint_median_ms']:.1f} ms median, "
+            f"{r['paint_max_ms']:.1f} ms worst of {args.moves}   (target < {NEXT_TARGET_MS:g} ms: {ok_next})"
         )
         print(
-            f"  (Pilot's own cost per key press, measured on an unbound key: {r['noop_press_ms']:.1f} ms, "
-            f"included above; net {r['next_median_ms'] - r['noop_press_ms']:.1f} ms)"
+            f"  the action alone (read at its offset, validate, render the visible part): "
+            f"{r['handler_median_ms']:.1f} ms median, {r['handler_max_ms']:.1f} ms worst"
+        )
+        print(
+            f"  'n' through Pilot until idle (whole conversation rendered): {r['next_median_ms']:.1f} ms median, "
+            f"{r['next_max_ms']:.1f} ms worst; Pilot's own cost per key (unbound key): {r['noop_press_ms']:.1f} ms"
         )
         print(f"sort all rows by reward: {r['sort_all_ms']:.0f} ms;  next page: {r['next_page_ms']:.0f} ms")
         print(f"peak RSS of the process: {rss:,.0f} MB")

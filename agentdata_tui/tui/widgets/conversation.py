@@ -48,9 +48,10 @@ class ConversationView(ScrollView, can_focus=True):
         self.open: set[int] = set()
         self.folds: list[_Fold] = []
         self._parts: list[RenderableType | _Fold] = []
-        self._renderable: RenderableType = Text("")
+        self._renderables: list[RenderableType] = []
         self._strips: list[Strip] = []
         self._width = 0
+        self._generation = 0
 
     def show(self, example: Example | None) -> None:
         self.example = example
@@ -126,20 +127,39 @@ class ConversationView(ScrollView, can_focus=True):
                     out.append(Padding(text, (0, 0, 0, 2)))
             else:
                 out.append(part)
-        self._renderable = Group(*out)
+        self._renderables = out
         self._layout_lines()
 
     def _layout_lines(self) -> None:
+        """Render to lines: what fills the view now, the rest once the screen has painted
+        (a long trajectory must not delay showing the next example)."""
         width = self.scrollable_content_region.width
         self._width = width
+        self._generation += 1
+        self._strips = []
         if width <= 0:
-            self._strips = []
             return  # not sized yet: done on the first resize
+        done = self._render_from(0, width, limit=max(self.size.height, 20) * 2)
+        if done < len(self._renderables):
+            self.call_after_refresh(self._render_rest, done, width, self._generation)
+
+    def _render_from(self, start: int, width: int, limit: int | None = None) -> int:
         console = self.app.console
-        lines = console.render_lines(self._renderable, console.options.update_width(width), pad=False)
-        self._strips = [Strip(line) for line in lines]
+        options = console.options.update_width(width)
+        index = start
+        while index < len(self._renderables):
+            lines = console.render_lines(self._renderables[index], options, pad=False)
+            self._strips.extend(Strip(line) for line in lines)
+            index += 1
+            if limit is not None and len(self._strips) >= limit:
+                break
         self.virtual_size = Size(width, len(self._strips))
         self.refresh()
+        return index
+
+    def _render_rest(self, start: int, width: int, generation: int) -> None:
+        if generation == self._generation and width == self._width:
+            self._render_from(start, width)
 
     def on_resize(self, event: events.Resize) -> None:
         if self.scrollable_content_region.width != self._width:
