@@ -8,7 +8,6 @@ core's runner. Heavy imports (requests, the agent, docker) happen inside the han
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from pathlib import Path
@@ -296,61 +295,6 @@ def _model_defaults(config, args: argparse.Namespace) -> tuple[float | None, int
     return temperature, max_tokens
 
 
-class _RedactFilter(logging.Filter):
-    def __init__(self, secrets: list[str]) -> None:
-        super().__init__()
-        self.secrets = [s for s in secrets if s]
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        msg = record.getMessage()
-        for s in self.secrets:
-            msg = msg.replace(s, "***")
-        record.msg, record.args = msg, None
-        return True
-
-
-class LogListener:
-    """Writes a line per finished rollout to the run's log (``--log-file``)."""
-
-    def __init__(self) -> None:
-        self.log = logging.getLogger("agentdata_tui.runner")
-
-    def run_started(self, total: int, pending: int, done_before: int) -> None:
-        self.log.info("run started: %d pending of %d (%d already done)", pending, total, done_before)
-
-    def rollout_finished(self, example, elapsed_s: float) -> None:
-        from agentdata_tui.runner.progress import describe
-
-        self.log.info("finished %s", describe(example, elapsed_s))
-
-    def run_finished(self, counts: dict[str, Any], elapsed_s: float, stopped: bool) -> None:
-        self.log.info("run %s after %.1fs: %s", "stopped" if stopped else "finished", elapsed_s, counts)
-
-
-def setup_logging(log_file: str | None, secrets: list[str]) -> None:
-    """Warnings and errors to stderr; with --log-file, everything (INFO) to that file too."""
-    logger = logging.getLogger("agentdata_tui")
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
-    for h in list(logger.handlers):
-        logger.removeHandler(h)
-    fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s")
-    err = logging.StreamHandler(sys.stderr)
-    err.setLevel(logging.WARNING)
-    err.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
-    err.addFilter(_RedactFilter(secrets))
-    logger.addHandler(err)
-    if log_file:
-        try:
-            Path(log_file).parent.mkdir(parents=True, exist_ok=True)
-            fh = logging.FileHandler(log_file, encoding="utf-8")
-        except OSError as exc:
-            raise UserError(f"--log-file {log_file}: cannot open ({exc.strerror or exc})") from None
-        fh.setFormatter(fmt)
-        fh.addFilter(_RedactFilter(secrets))
-        logger.addHandler(fh)
-
-
 def check_output_path(output: str) -> Path:
     p = Path(output)
     if p.is_dir():
@@ -435,6 +379,8 @@ def _generate(
         max_tokens=args.max_tokens,
         pool_size=args.workers,
     )
+    from agentdata_tui.runner.logs import setup_logging
+
     setup_logging(args.log_file, secrets)
     if kind == "local":
         print(LOCAL_WARNING, file=sys.stderr)
@@ -496,6 +442,7 @@ def execute_run(
     from agentdata_tui.agent.templates import validate_templates
     from agentdata_tui.runner import Runner, RunSpec, graceful_signals
     from agentdata_tui.runner.components import evaluator_for, sandbox_maker
+    from agentdata_tui.runner.logs import LogListener
     from agentdata_tui.runner.progress import make_progress
 
     validate_templates(config, instances[0].to_dict())  # a template typo: one error now, not one per example

@@ -42,10 +42,11 @@ def _clear_previous_demo(output: Path) -> None:
 
 def run_demo_headless(args: argparse.Namespace) -> int:
     from agentdata_tui import __version__
-    from agentdata_tui.cli.generate import check_output_path, execute_run, setup_logging
+    from agentdata_tui.cli.generate import check_output_path, execute_run
     from agentdata_tui.config import load_config
     from agentdata_tui.dataset import load_dataset
     from agentdata_tui.demo.replay import ReplayModel, demo_data_dir
+    from agentdata_tui.runner.logs import setup_logging
 
     output = check_output_path(args.output)
     resume = bool(getattr(args, "resume", False))

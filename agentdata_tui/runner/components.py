@@ -10,7 +10,7 @@ from agentdata_tui.config import Config
 from agentdata_tui.dataset import Dataset, Instance
 from agentdata_tui.evaluation import make_evaluator
 from agentdata_tui.interfaces import Evaluator, Sandbox
-from agentdata_tui.runner.runner import SandboxMaker
+from agentdata_tui.runner.spec import SandboxMaker
 from agentdata_tui.sandbox import SandboxContext, make_sandbox, resolve_class
 
 

@@ -18,85 +18,24 @@ import contextlib
 import logging
 import os
 import secrets
-import signal
-import sys
 import threading
 import time
 import traceback
 from collections import deque
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from agentdata_tui import __version__
-from agentdata_tui.config import Config
-from agentdata_tui.dataset import Dataset, Instance
 from agentdata_tui.errors import UserError
 from agentdata_tui.events import EventWriter, cut
 from agentdata_tui.interfaces import Evaluator, Model, RolloutCancelled, RolloutContext, Sandbox, SandboxError
 from agentdata_tui.records import Example
+from agentdata_tui.runner.spec import RunListener, RunOutcome, RunSpec, SandboxMaker, Task
 from agentdata_tui.runner.store import Redactor, RunStore
 from agentdata_tui.sandbox import tag_run
 
 log = logging.getLogger("agentdata_tui.runner")
-
-SandboxMaker = Callable[[Instance, str], Sandbox]  # (instance, rollout_id) -> a sandbox, not started
 ERROR_KINDS = {"ModelError": "model", "SandboxError": "sandbox"}
-
-
-class RunListener(Protocol):
-    """In-process observer of a run (the progress display). Called from worker threads."""
-
-    def run_started(self, total: int, pending: int, done_before: int) -> None: ...
-    def rollout_finished(self, example: Example, elapsed_s: float) -> None: ...
-    def run_finished(self, counts: dict[str, Any], elapsed_s: float, stopped: bool) -> None: ...
-
-
-@dataclass
-class RunSpec:
-    """Everything a run needs besides its components (model, evaluator, sandbox maker)."""
-
-    dataset: Dataset
-    instances: list[Instance]
-    config: Config
-    output: Path
-    workers: int = 4
-    samples_per_task: int = 1
-    retry_errors: int = 0
-    resume: bool = False
-    force: bool = False
-    metadata: dict[str, Any] = field(default_factory=dict)  # public: goes into X.json and run.json
-    settings: dict[str, Any] = field(default_factory=dict)  # public: run.json and run_started
-    secrets: list[str] = field(default_factory=list)  # redacted from every file the run writes
-
-
-@dataclass
-class Task:
-    instance: Instance
-    sample_index: int
-    attempt: int
-
-
-@dataclass
-class RunOutcome:
-    output: Path
-    run_dir: Path
-    run_id: str
-    written: int
-    counts: dict[str, Any]
-    stopped: bool
-    elapsed_s: float
-    fatal: str | None = None
-
-    @property
-    def exit_code(self) -> int:
-        if self.fatal:
-            return 1
-        if self.stopped:
-            return 130
-        ran = self.counts.get("finished", 0)
-        return 1 if ran and self.counts.get("errors", 0) == ran else 0
 
 
 class Runner:
@@ -537,53 +476,6 @@ class _RedactingEventWriter(EventWriter):
         if self._redact.secrets:
             fields = {k: self._redact(v) if isinstance(v, str) else v for k, v in fields.items()}
         return super().emit(type_, **fields)
-
-
-# -- signals ---------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def graceful_signals(runner: Runner, *, notify: Callable[[str], None] | None = None) -> Iterator[None]:
-    """First SIGINT/SIGTERM/SIGHUP: graceful stop. A second SIGINT: stop at once (exit 130).
-
-    Only the main thread may install handlers; elsewhere (tests driving a runner from a
-    thread) this is a no-op.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    say = notify or (lambda msg: print(msg, file=sys.stderr, flush=True))
-    hits = {"n": 0}
-
-    def handler(signum: int, frame: Any) -> None:
-        hits["n"] += 1
-        name = signal.Signals(signum).name
-        if hits["n"] == 1:
-            say(
-                f"{name}: stopping — no new rollouts, running ones end at their next step; "
-                "the output is still written (Ctrl+C again to stop at once)"
-            )
-            runner.request_stop()
-            return
-        if signum == signal.SIGINT or hits["n"] > 2:
-            say("stopping at once: recorded attempts are kept in examples.jsonl; --resume continues")
-            runner.abort()
-            with contextlib.suppress(Exception):
-                data = runner.store.read_run_json()
-                data.update(status="aborted", updated_at=_now_iso())
-                runner.store.write_run_json(data)
-            os._exit(130)
-
-    # A signal the caller chose to ignore stays ignored: under nohup, SIGHUP must not stop the run.
-    old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
-    old = {s: h for s, h in old.items() if h is not signal.SIG_IGN}
-    for s in old:
-        signal.signal(s, handler)
-    try:
-        yield
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
 
 
 def _alive(pid: int) -> bool:

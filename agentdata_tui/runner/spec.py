@@ -1,0 +1,69 @@
+"""What a run is made of: its spec, its tasks, its outcome, and who may listen to it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from agentdata_tui.config import Config
+from agentdata_tui.dataset import Dataset, Instance
+from agentdata_tui.interfaces import Sandbox
+from agentdata_tui.records import Example
+
+SandboxMaker = Callable[[Instance, str], Sandbox]  # (instance, rollout_id) -> a sandbox, not started
+
+
+class RunListener(Protocol):
+    """In-process observer of a run (the progress display). Called from worker threads."""
+
+    def run_started(self, total: int, pending: int, done_before: int) -> None: ...
+    def rollout_finished(self, example: Example, elapsed_s: float) -> None: ...
+    def run_finished(self, counts: dict[str, Any], elapsed_s: float, stopped: bool) -> None: ...
+
+
+@dataclass
+class RunSpec:
+    """Everything a run needs besides its components (model, evaluator, sandbox maker)."""
+
+    dataset: Dataset
+    instances: list[Instance]
+    config: Config
+    output: Path
+    workers: int = 4
+    samples_per_task: int = 1
+    retry_errors: int = 0
+    resume: bool = False
+    force: bool = False
+    metadata: dict[str, Any] = field(default_factory=dict)  # public: goes into X.json and run.json
+    settings: dict[str, Any] = field(default_factory=dict)  # public: run.json and run_started
+    secrets: list[str] = field(default_factory=list)  # redacted from every file the run writes
+
+
+@dataclass
+class Task:
+    instance: Instance
+    sample_index: int
+    attempt: int
+
+
+@dataclass
+class RunOutcome:
+    output: Path
+    run_dir: Path
+    run_id: str
+    written: int
+    counts: dict[str, Any]
+    stopped: bool
+    elapsed_s: float
+    fatal: str | None = None
+
+    @property
+    def exit_code(self) -> int:
+        if self.fatal:
+            return 1
+        if self.stopped:
+            return 130
+        ran = self.counts.get("finished", 0)
+        return 1 if ran and self.counts.get("errors", 0) == ran else 0
