@@ -367,3 +367,20 @@ def test_broken_store_stops_the_run_with_an_error(tmp_path: Path) -> None:
     assert outcome.fatal and "No space left" in outcome.fatal
     assert outcome.exit_code == 1 and outcome.stopped
     assert len(server.chat_requests()) < 6 * 2, "no new rollouts after the failure"
+
+
+def test_model_faults_end_rollouts_as_recorded_statuses(tmp_path: Path) -> None:
+    ds = load_dataset(write_dataset(tmp_path, 3))
+    out = tmp_path / "faults.json"
+    with ModelServer(ScriptedResponder(scripts_for(3))) as server:
+        runner = make_runner(server, ds, out, workers=1, retry_errors=2)
+        runner.model.backoff_base = 0.01  # type: ignore[attr-defined]
+        # task-000: a context-length 400 (not retried: a new attempt would hit it again);
+        # task-001: 429 then 500, retried inside the client, the rollout succeeds.
+        server.add_faults(("context_length",), ("status", 429, {"Retry-After": "0"}), ("status", 500))
+        outcome = runner.run()
+    by_id = {e.instance_id: e for e in open_input(out)}
+    assert by_id["task-000"].exit_status == "ContextLengthExceeded" and by_id["task-000"].attempt == 1
+    assert by_id["task-000"].metadata["error_kind"] is None
+    assert by_id["task-001"].success and by_id["task-002"].success
+    assert outcome.counts["retried"] == 0
