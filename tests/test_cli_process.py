@@ -288,3 +288,20 @@ def test_copy_of_samples_folder_works(capsys, tmp_path: Path) -> None:
     shutil.copy(SAMPLES / "sample-text-solved.traj.json", nested)
     code, out, _ = run_cli(capsys, "show_example", "--input", str(tmp_path / "batch"), "--index", "0")
     assert code == 0 and "sample-text-solved" in out and "Submitted" in out
+
+
+def test_secret_looking_metadata_is_not_carried_over(capsys, tmp_path: Path) -> None:
+    src = tmp_path / "in.json"
+    doc = json.loads(write_seed_file(src).read_text())
+    doc["metadata"].update(
+        {"api_key": "sk-SECRET1", "eval_token": "SECRET2", "extra": {"Authorization": "SECRET3"}}
+    )
+    src.write_text(json.dumps(doc, indent=2))
+    outs = [tmp_path / "f.json", tmp_path / "t.json", tmp_path / "m.json"]
+    assert main(["filter_data", "--input", str(src), "--output", str(outs[0])]) == 0
+    assert main(["export_trajectory", "--input", str(src), "--output", str(outs[1])]) == 0
+    assert main(["merge", str(src), "--output", str(outs[2])]) == 0
+    capsys.readouterr()
+    for out in outs:
+        text = out.read_text()
+        assert "SECRET" not in text and '"max_tokens": 8000' in text

@@ -51,6 +51,18 @@ def test_criteria_describe_and_bad_regex() -> None:
         Criteria(instance_regex="task_(")
 
 
+def test_criteria_edited_in_place() -> None:
+    exs = _examples()
+    c = Criteria(instance_regex="001")
+    assert sum(c.matches(e) for e in exs) == 3
+    c.instance_regex = "00[23]"
+    c.exit_status = ["Submitted"]
+    assert sum(c.matches(e) for e in exs) == 3
+    c.instance_regex = "("
+    with pytest.raises(UserError):
+        c.matches(exs[0])
+
+
 def test_select_streams_lazily() -> None:
     consumed = []
 

@@ -70,7 +70,9 @@ def _processing_record(command: str, args: argparse.Namespace, **fields: Any) ->
 
 def _with_processing(metadata: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
     """The input's metadata, kept, plus this step appended to its processing history."""
-    out = dict(metadata)
+    from agentdata_tui.processing import scrub_secrets
+
+    out = scrub_secrets(dict(metadata))
     history = out.get("processing")
     out["processing"] = [*(history if isinstance(history, list) else []), record]
     return out

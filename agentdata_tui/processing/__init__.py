@@ -6,3 +6,21 @@ files grow.
 """
 
 from __future__ import annotations
+
+import re
+from typing import Any
+
+_SECRET_KEY = re.compile(r"(?i)(^|[_-])(api[_-]?key|token|secret|password|authorization|auth)$")
+
+
+def scrub_secrets(metadata: Any) -> Any:
+    """A copy of ``metadata`` without secret-looking keys (``api_key``, ``eval_token``, ...).
+
+    Metadata written by this tool never holds secrets, but files from elsewhere might; the
+    outputs of processing must not carry them further. ``max_tokens`` and the like are kept.
+    """
+    if isinstance(metadata, dict):
+        return {k: scrub_secrets(v) for k, v in metadata.items() if not _SECRET_KEY.search(str(k))}
+    if isinstance(metadata, list):
+        return [scrub_secrets(v) for v in metadata]
+    return metadata

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from agentdata_tui.processing import scrub_secrets
 from agentdata_tui.processing.export import ExtendedSummary
 from agentdata_tui.processing.select import ProgressFn
 from agentdata_tui.reader import ExampleSource, open_input
@@ -39,7 +40,8 @@ def merge(
     sources: list[ExampleSource] = [open_input(p) for p in inputs]  # fail early on a bad path
     metadata: dict[str, Any] = {
         "merged_from": [
-            {"path": str(src.path), "kind": src.kind, "metadata": src.metadata} for src in sources
+            {"path": str(src.path), "kind": src.kind, "metadata": scrub_secrets(src.metadata)}
+            for src in sources
         ],
         **(metadata_extra or {}),
     }

@@ -27,28 +27,40 @@ class Criteria:
     exit_status: list[str] | None = None
     instance_regex: str | None = None
     text: str | None = None
-    _regex: re.Pattern[str] | None = field(default=None, init=False, repr=False, compare=False)
-    _statuses: frozenset[str] | None = field(default=None, init=False, repr=False, compare=False)
+    _compiled: tuple[Any, ...] = field(default=(), init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        self._compile()
+
+    def _compile(self) -> tuple[Any, ...]:
+        """Compile the regex and status set, again whenever the fields were changed (the
+        browser edits a Criteria in place as the user types)."""
+        source = (self.instance_regex, tuple(self.exit_status) if self.exit_status else None)
+        if self._compiled and self._compiled[0] == source:
+            return self._compiled
+        regex = None
         if self.instance_regex:
             try:
-                self._regex = re.compile(self.instance_regex)
+                regex = re.compile(self.instance_regex)
             except re.error as exc:
                 raise UserError(
                     f"--instance: not a valid regular expression '{self.instance_regex}': {exc}"
                 ) from None
+        statuses = None
         if self.exit_status:
-            self._statuses = frozenset(s.strip().lower() for s in self.exit_status if s.strip())
+            statuses = frozenset(s.strip().lower() for s in self.exit_status if s.strip())
+        self._compiled = (source, regex, statuses)
+        return self._compiled
 
     def matches(self, ex: Example) -> bool:
+        _, regex, statuses = self._compile()
         if self.min_reward is not None and not (ex.reward is not None and ex.reward >= self.min_reward):
             return False
         if self.successful_only and not ex.success:
             return False
-        if self._statuses is not None and (ex.exit_status or "").lower() not in self._statuses:
+        if statuses is not None and (ex.exit_status or "").lower() not in statuses:
             return False
-        if self._regex is not None and not self._regex.search(ex.instance_id):
+        if regex is not None and not regex.search(ex.instance_id):
             return False
         if self.text:
             needle = self.text.lower()
