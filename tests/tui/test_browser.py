@@ -61,6 +61,11 @@ async def test_rows_filter_and_navigation(tmp_path: Path) -> None:
         await pilot.pause()
         rewards = [r.reward for r in screen.view]
         assert rewards == sorted(rewards, reverse=True)
+        await pilot.click("#examples", offset=(2, 0))  # the 'instance' header
+        await pilot.pause()
+        assert screen.sort == "instance"
+        ids = [r.instance_id for r in screen.view]
+        assert ids == sorted(ids)
 
         # detail tabs render when opened
         await pilot.press("2")
@@ -132,6 +137,8 @@ async def test_statistics_view(tmp_path: Path) -> None:
         await wait_until(pilot, lambda: app.screen.stats is not None, what="statistics")
         stats = app.screen.stats
         assert stats["total"] == 12
+        shown = str(app.screen.query_one("#stats").render())
+        assert "pass@k" in shown and "Reward distribution" in shown
         assert sum(b["count"] for b in stats["reward_histogram"]) == 12
         await pilot.press("escape")
         assert app.screen.__class__.__name__ == "BrowserScreen"

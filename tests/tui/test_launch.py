@@ -163,3 +163,57 @@ async def test_start_refuses_a_bad_form(tmp_path: Path, monkeypatch: pytest.Monk
         assert "no such file" in screen.query_one("#n-dataset", Label).render().plain
         assert screen.focused is screen.query_one("#f-dataset", Input)
     assert not started and not (tmp_path / "last.json").exists()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@run_async
+async def test_server_checks_answer_inline(tmp_path: Path) -> None:
+    """The eval test against a real `agentdata-tui eval-server`; docker against a closed port."""
+    import sys
+    import time
+
+    from agentdata_tui.tui.checks import check_eval
+
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "agentdata_tui", "eval-server", "--port", str(port), "--token", "tok"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while not check_eval(f"127.0.0.1:{port}", "tok").ok:  # ready when it answers
+            assert server.poll() is None and time.monotonic() < deadline, "eval-server did not start"
+            time.sleep(0.05)
+        values, sources = initial_values({"dataset": str(make_dataset(tmp_path))}, {}, {})
+        values.update(eval_server=f"127.0.0.1:{port}", docker_servers=f"127.0.0.1:{_free_port()}")
+        app = make_app(
+            "launch", launch_values=values, launch_sources=sources, last_path=tmp_path / "last.json"
+        )
+        os.environ["AGENTDATA_EVAL_TOKEN"] = "tok"
+        try:
+            async with app.run_test(size=(120, 40)) as pilot:
+                screen = app.screen
+                screen.query_one("#f-environment_class", Select).value = "docker_remote"
+                await pilot.pause()
+                assert not screen.query_one("#sandbox-warning", Label).render().plain  # docker: no warning
+                screen.run_check("eval")
+                screen.run_check("docker")
+                answer = screen.query_one("#answer-eval", Label)
+                docker = screen.query_one("#answer-docker", Label)
+                await wait_until(pilot, lambda: "testing" not in answer.render().plain, timeout=20)
+                await wait_until(pilot, lambda: "testing" not in docker.render().plain, timeout=30)
+                assert answer.render().plain.startswith("✓") and "healthy" in answer.render().plain
+                assert docker.render().plain.startswith("✗") and "does not answer" in docker.render().plain
+        finally:
+            os.environ.pop("AGENTDATA_EVAL_TOKEN", None)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
