@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 import time
 from datetime import datetime, timezone
 from typing import Any
@@ -23,6 +24,12 @@ INPUT_HELP = (
 
 
 # -- shared helpers ----------------------------------------------------------------
+
+
+def _wrap(text: str) -> str:
+    """Descriptions are printed verbatim (RawDescriptionHelpFormatter keeps the epilog's
+    examples intact), so wrap them here."""
+    return textwrap.fill(text, width=88)
 
 
 class _Progress:
@@ -244,7 +251,7 @@ def register(add: AddFn) -> None:
     p = add(
         "analyze",
         help="statistics of a training-data file, run or trajectories",
-        description=(
+        description=_wrap(
             "Print statistics: totals, success rate, average reward, model calls, trajectory length, "
             "reward histogram, exit statuses, speedups and tokens where present, and with several "
             "samples per instance pass@k (unbiased estimator), per-instance success rate and reward "
@@ -265,7 +272,7 @@ def register(add: AddFn) -> None:
     p = add(
         "filter_data",
         help="keep the examples matching conditions, as a training-data file",
-        description=(
+        description=_wrap(
             "Write the examples that match every given condition to a new training-data file. The "
             "input's metadata is kept, the filters applied are added to metadata.processing, and the "
             "summary is recomputed (with how many examples were read and kept)."
@@ -298,7 +305,7 @@ def register(add: AddFn) -> None:
     p = add(
         "export_sft",
         help="export SFT JSONL (messages + metadata per line)",
-        description=(
+        description=_wrap(
             "Write one JSON line per example: {'messages': [...], 'metadata': {instance_id, reward, "
             "speedup, has_speedup, model_calls, success, exit_status, sample_index, attempt, ...}}. "
             "Messages are clean (role, content, tool_calls, tool_call_id) with the same keys and non-null "
@@ -339,7 +346,7 @@ def register(add: AddFn) -> None:
     p = add(
         "export_trajectory",
         help="export step-structured trajectories (thought, action, observation)",
-        description=(
+        description=_wrap(
             "Write {'metadata', 'trajectories': [{instance_id, sample_index, problem_statement, steps: "
             "[{thought, action, observation, returncode}], git_diff, reward, speedup, success, "
             "exit_status}]} for behaviour cloning and next-action prediction; or, with --format "
@@ -371,7 +378,7 @@ def register(add: AddFn) -> None:
     p = add(
         "merge",
         help="merge several runs or files into one training-data file",
-        description=(
+        description=_wrap(
             "Read each input in turn (any readable input: files, run folders, trajectory folders) and "
             "write one training-data file with a recomputed summary. Duplicates of (instance_id, "
             "sample_index, attempt) are reported on stderr and kept once (the first)."
@@ -387,7 +394,7 @@ def register(add: AddFn) -> None:
     p = add(
         "show_example",
         help="print one example readably",
-        description=(
+        description=_wrap(
             "Print one example: its messages by role, the diff highlighted, the evaluation, the "
             "metadata and the per-step table. Streams to the example: a large file is not loaded."
         ),
