@@ -299,3 +299,12 @@ def test_write_filtered_keeps_metadata_and_recomputes_summary(tmp_path: Path) ->
     assert src.metadata == {"a": 1}
     assert src.summary["total_examples"] == 3 and src.summary["successful"] == 3
     assert src.summary["processing"] == {"kept": 3}
+
+
+def test_core_exports_drop_secret_looking_metadata(tmp_path: Path) -> None:
+    meta = {"model_name": "m", "max_tokens": 10, "api_key": "sk-SECRET", "servers": [{"token": "SECRET"}]}
+    write_filtered(_examples()[:1], tmp_path / "f.json", meta)
+    export_trajectory(_examples()[:1], tmp_path / "t.json", metadata=meta)
+    for name in ("f.json", "t.json"):
+        text = (tmp_path / name).read_text()
+        assert "SECRET" not in text and '"max_tokens": 10' in text and '"servers": [{}]' in text

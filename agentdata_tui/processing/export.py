@@ -30,6 +30,7 @@ from pydantic_core import to_json
 from agentdata_tui import __version__
 from agentdata_tui.atomic import atomic_writer
 from agentdata_tui.errors import UserError
+from agentdata_tui.processing import scrub_secrets
 from agentdata_tui.processing.select import ProgressFn
 from agentdata_tui.records import Example, SummaryBuilder
 from agentdata_tui.writer import TrainingDataWriter, dumps
@@ -78,7 +79,7 @@ def write_filtered(
     ``summary_extra(count)`` may add figures to the summary once the stream is done (the CLI
     records how many examples were read and dropped there).
     """
-    with TrainingDataWriter(output, metadata) as writer:
+    with TrainingDataWriter(output, scrub_secrets(metadata or {})) as writer:
         summary = ExtendedSummary()
         writer.summary = summary
         for ex in _iterate(examples):
@@ -380,7 +381,7 @@ def export_trajectory(
     count = 0
     summary = SummaryBuilder()
     with atomic_writer(output) as fh:
-        fh.write('{"metadata": ' + dumps(metadata or {}) + ",\n")
+        fh.write('{"metadata": ' + dumps(scrub_secrets(metadata or {})) + ",\n")
         fh.write('"trajectories": [\n')
         for ex in _iterate(examples):
             if count:
