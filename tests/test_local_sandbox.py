@@ -162,3 +162,34 @@ def test_interpreter_is_configurable(repo: Path) -> None:
     env = EnvironmentConfig(interpreter=["/no/such/interpreter"])
     with LocalSandbox(inst, env, context=SandboxContext(repo_dir=repo)) as sb, pytest.raises(SandboxError):
         sb.execute("true")
+
+
+def test_git_file_pointing_elsewhere_is_replaced(repo: Path, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere.git"
+    (repo / ".git").write_text(f"gitdir: {elsewhere}\n")
+    with _sandbox(repo) as sb:
+        sb.execute("echo x > added.txt")
+        patch, _ = sb.diff()
+    assert "added.txt" in patch and not elsewhere.exists()
+
+
+def test_copied_git_repository_is_kept_for_the_agent(repo: Path) -> None:
+    env = {"GIT_CONFIG_GLOBAL": "/dev/null", "HOME": str(repo)}
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True, env={**os.environ, **env})
+    subprocess.run(["git", "add", "-A"], cwd=repo, check=True, env={**os.environ, **env})
+    subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "base"],
+        cwd=repo,
+        check=True,
+        env={**os.environ, **env},
+    )
+    with _sandbox(repo) as sb:
+        assert "base" in sb.execute("git log --oneline").output
+        sb.execute("sed -i 's/a - b/a + b/' app.py")
+        assert "+    return a + b" in sb.execute("git diff").output, "the agent's own git view works"
+        patch, _ = sb.diff()
+    assert "+    return a + b" in patch
+    assert (
+        subprocess.run(["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True).stdout
+        == ""
+    )

@@ -105,7 +105,8 @@ class LocalSandbox:
             'mkdir "$ROOT/home" && '
             + ('cp -a "$SRC" "$ROOT/repo"' if self.repo_src is not None else 'mkdir "$ROOT/repo"')
             + ' && printf "%s" "$EXCLUDES" > "$ROOT/diff-excludes" && cd "$ROOT/repo"'
-            + " && { [ -e .git ] || git init -q --template=; }"
+            # A .git *file* points into another repository (a worktree, a submodule): never write there.
+            + " && { [ ! -f .git ] || rm -f .git; } && { [ -d .git ] || git init -q --template=; }"
         )
         snapshot_now = not self.instance.setup_command
         if snapshot_now:
