@@ -146,11 +146,60 @@ def run_measured(cmd: list[str]) -> tuple[float, float, float, int]:
     return elapsed, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, proc.returncode
 
 
+def components(data: Path, n: int = 3000) -> None:
+    """In-process throughput of the per-example steps the commands spend their time in, and of
+    the pydantic-core alternatives (for deciding where to optimise the reader and writer)."""
+    import gc
+    import itertools
+    import json
+
+    from pydantic_core import to_json
+
+    from agentdata_tui.processing.export import sft_record
+    from agentdata_tui.writer import dumps
+
+    lines = []
+    with open(data, "rb") as fh:
+        fh.readline()
+        fh.readline()
+        for line in itertools.islice(fh, n):
+            lines.append(line[:-2] if line.endswith(b",\n") else line[:-1])
+    gc.freeze()
+    mb = sum(map(len, lines)) / 1e6
+    examples = [Example.model_validate_json(line) for line in lines[:300]]
+    ex_mb = mb * len(examples) / len(lines)
+
+    def rate(fn, items, size) -> float:
+        start = time.perf_counter()
+        for item in items:
+            fn(item)
+        return size / (time.perf_counter() - start)
+
+    print(f"components over {len(lines):,} examples ({mb:,.0f} MB), MB/s:")
+    print(f"  read  json.loads                    {rate(json.loads, lines, mb):8.0f}")
+    print(
+        f"  read  json.loads + model_validate   {rate(lambda b: Example.model_validate(json.loads(b)), lines, mb):8.0f}"
+    )
+    print(f"  read  model_validate_json           {rate(Example.model_validate_json, lines, mb):8.0f}")
+    print(f"  write dumps(model_dump(mode=json))  {rate(lambda e: dumps(e.to_dict()), examples, ex_mb):8.0f}")
+    print(
+        f"  write model_dump_json               {rate(lambda e: e.model_dump_json(), examples, ex_mb):8.0f}"
+    )
+    print(
+        f"  sft   sft_record + to_json          {rate(lambda e: to_json(sft_record(e)), examples, ex_mb):8.0f}"
+    )
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size-mb", type=float, default=1000.0, help="size of the generated file (default 1000)")
     ap.add_argument(
         "--keep", metavar="DIR", help="work in DIR and keep the files (default: a temp dir, removed)"
+    )
+    ap.add_argument(
+        "--components",
+        action="store_true",
+        help="also print in-process throughput of reading, validating and serialising one example",
     )
     args = ap.parse_args()
 
@@ -192,6 +241,8 @@ def main() -> int:
                 f"  {'ok' if good else 'MISSED'}"
             )
         print(f"targets: >= {TARGET_MBPS:.0f} MB/s and <= {TARGET_RSS_MB:.0f} MB peak RSS per command")
+        if args.components:
+            components(data)
         return 0 if ok else 1
     finally:
         if not args.keep:
