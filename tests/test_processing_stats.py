@@ -51,6 +51,14 @@ def test_criteria_describe_and_bad_regex() -> None:
         Criteria(instance_regex="task_(")
 
 
+def test_exit_status_none_matches_missing() -> None:
+    raw = seed_examples()[0]
+    ex = Example.model_validate(dict(raw, exit_status=None))
+    assert Criteria(exit_status=["None"]).matches(ex)
+    assert not Criteria(exit_status=["Submitted"]).matches(ex)
+    assert compute_stats([ex])["exit_status"] == {"none": 1}
+
+
 def test_criteria_edited_in_place() -> None:
     exs = _examples()
     c = Criteria(instance_regex="001")

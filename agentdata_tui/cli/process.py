@@ -295,7 +295,7 @@ def register(add: AddFn) -> None:
         "--exit-status",
         action="append",
         metavar="S[,S...]",
-        help="keep examples whose exit status is one of these (case-insensitive; repeat or comma-separate)",
+        help="keep examples whose exit status is one of these (case-insensitive; repeat or comma-separate; 'none' for examples without one)",
     )
     p.add_argument(
         "--instance", metavar="REGEX", help="keep examples whose instance_id matches this regular expression"

@@ -18,7 +18,7 @@ class Criteria:
     ``text`` is a case-insensitive substring of the instance id or the problem statement (the
     browser's search box); ``instance_regex`` is searched (not anchored) in the instance id;
     ``max_steps`` counts assistant messages, i.e. model turns; ``exit_status`` values compare
-    case-insensitively.
+    case-insensitively, and ``none`` matches examples without one.
     """
 
     min_reward: float | None = None
@@ -58,7 +58,8 @@ class Criteria:
             return False
         if self.successful_only and not ex.success:
             return False
-        if statuses is not None and (ex.exit_status or "").lower() not in statuses:
+        # a missing exit status is "none", as analyze labels it
+        if statuses is not None and (ex.exit_status or "none").lower() not in statuses:
             return False
         if regex is not None and not regex.search(ex.instance_id):
             return False
