@@ -6,6 +6,7 @@ import contextlib
 import os
 import threading
 import time
+import uuid
 
 import pytest
 from dockerutil import IMAGE, containers_with, wait_for
@@ -19,6 +20,10 @@ from agentdata_tui.sandbox import SandboxContext, make_sandbox
 from agentdata_tui.sandbox import docker as dsb
 
 pytestmark = pytest.mark.docker
+
+# Run ids unique per session: other sessions may run these tests on the same engine at once.
+_UID = uuid.uuid4().hex[:6]
+RUN = {name: f"{name}-{_UID}" for name in ("t-basics", "t-killed", "t-dies", "t-eval", "t-clean")}
 
 FIX = "\n".join(
     [
@@ -52,7 +57,10 @@ def _pager(**extra) -> Instance:
 def test_commands_timeouts_diff_and_removal(docker_api, docker_tcp):
     cfg = EnvironmentConfig(environment_class="docker_remote", timeout=3, env={"GREETING": "hello"})
     ctx = SandboxContext(
-        run_id="t-basics", rollout_id="r1", docker_servers=[docker_tcp], environment_class="docker_remote"
+        run_id=RUN["t-basics"],
+        rollout_id="r1",
+        docker_servers=[docker_tcp],
+        environment_class="docker_remote",
     )
     sb = make_sandbox(_pager(setup_command="echo built > build.log && mkdir -p out"), cfg, ctx)
     assert isinstance(sb, dsb.DockerSandbox)
@@ -60,7 +68,7 @@ def test_commands_timeouts_diff_and_removal(docker_api, docker_tcp):
     os.environ["AGENTDATA_TEST_SECRET"] = secret
     try:
         sb.start()
-        (c,) = containers_with(docker_api, run_id="t-basics")
+        (c,) = containers_with(docker_api, run_id=RUN["t-basics"])
         assert c["Labels"]["agentdata-tui.instance_id"] == "demo__pager-last-page"
         assert c["Labels"]["agentdata-tui.rollout_id"] == "r1"
         assert c["HostConfig"]["NetworkMode"] == "none"
@@ -103,7 +111,7 @@ def test_commands_timeouts_diff_and_removal(docker_api, docker_tcp):
     finally:
         sb.close()
         os.environ.pop("AGENTDATA_TEST_SECRET", None)
-    assert containers_with(docker_api, run_id="t-basics") == []
+    assert containers_with(docker_api, run_id=RUN["t-basics"]) == []
     assert sb not in dsb.live_sandboxes()
     with pytest.raises(SandboxError):
         sb.execute("true")
@@ -111,10 +119,10 @@ def test_commands_timeouts_diff_and_removal(docker_api, docker_tcp):
 
 def test_container_killed_from_outside_is_a_sandbox_error(docker_api):
     cfg = EnvironmentConfig(environment_class="docker", timeout=60)
-    sb = make_sandbox(_pager(), cfg, SandboxContext(run_id="t-killed", environment_class="docker"))
+    sb = make_sandbox(_pager(), cfg, SandboxContext(run_id=RUN["t-killed"], environment_class="docker"))
     sb.start()
     try:
-        (c,) = containers_with(docker_api, run_id="t-killed")
+        (c,) = containers_with(docker_api, run_id=RUN["t-killed"])
         threading.Timer(1.0, lambda: docker_api.kill(c["Id"])).start()
         t0 = time.monotonic()
         with pytest.raises(SandboxError, match="killed from outside|not running|gone"):
@@ -126,7 +134,7 @@ def test_container_killed_from_outside_is_a_sandbox_error(docker_api):
         assert sb not in dsb.live_sandboxes()
     finally:
         sb.close()
-    wait_for(lambda: containers_with(docker_api, run_id="t-killed") == [], 10, "the container's removal")
+    wait_for(lambda: containers_with(docker_api, run_id=RUN["t-killed"]) == [], 10, "the container's removal")
 
 
 @pytest.mark.slow
@@ -136,7 +144,7 @@ def test_daemon_that_dies_mid_command_is_a_sandbox_error(second_daemon):
         instance_id="dies", problem_statement="x", image="agentdata-tui-test-base:bookworm", cwd="/root/w"
     )
     ctx = SandboxContext(
-        run_id="t-dies", docker_servers=[second_daemon.server], environment_class="docker_remote"
+        run_id=RUN["t-dies"], docker_servers=[second_daemon.server], environment_class="docker_remote"
     )
     sb = make_sandbox(inst, cfg, ctx)
     sb.start()
@@ -160,17 +168,17 @@ def test_builtin_evaluator_grades_in_a_fresh_container(docker_api):
     opened: list[dsb.DockerSandbox] = []
 
     def factory(inst: Instance):
-        sb = make_sandbox(inst, cfg, SandboxContext(run_id="t-eval", environment_class="docker"))
+        sb = make_sandbox(inst, cfg, SandboxContext(run_id=RUN["t-eval"], environment_class="docker"))
         opened.append(sb)
         return sb
 
     ev = BuiltinEvaluator(factory)
-    good = ev.evaluate(_pager().to_dict(), FIX, run_id="t-eval")
+    good = ev.evaluate(_pager().to_dict(), FIX, run_id=RUN["t-eval"])
     assert (good.reward, good.success, good.info["status"]) == (1.0, True, "correct")
-    bad = ev.evaluate(_pager().to_dict(), "", run_id="t-eval")
+    bad = ev.evaluate(_pager().to_dict(), "", run_id=RUN["t-eval"])
     assert (bad.reward, bad.success, bad.info["status"]) == (0.0, False, "tests_failed")
     assert len(opened) == 2 and len({sb.container_id for sb in opened}) == 2
-    assert containers_with(docker_api, run_id="t-eval") == []
+    assert containers_with(docker_api, run_id=RUN["t-eval"]) == []
 
 
 def test_preflight_names_the_server_or_the_image(docker_api, docker_tcp):
@@ -200,7 +208,7 @@ def test_cleanup_removes_leftovers_of_dead_processes_only(docker_api):
     dead.wait()
     host = dsb.socket.gethostname()
     made = []
-    for run_id, owner in (("t-clean", f"{host}:{dead.pid}"), ("t-clean", f"{host}:{os.getpid()}")):
+    for run_id, owner in ((RUN["t-clean"], f"{host}:{dead.pid}"), (RUN["t-clean"], f"{host}:{os.getpid()}")):
         c = docker_api.create_container(
             "agentdata-tui-test:empty",
             entrypoint=["sleep"],
@@ -210,11 +218,11 @@ def test_cleanup_removes_leftovers_of_dead_processes_only(docker_api):
         )
         made.append(c["Id"])
     try:
-        (rep,) = dsb.cleanup(None, run_id="t-clean")
+        (rep,) = dsb.cleanup(None, run_id=RUN["t-clean"])
         assert rep.removed == [made[0][:12]] and rep.skipped_live == [made[1][:12]] and not rep.failed
-        (rep,) = dsb.cleanup(None, run_id="t-clean", include_live=True)
+        (rep,) = dsb.cleanup(None, run_id=RUN["t-clean"], include_live=True)
         assert rep.removed == [made[1][:12]]
-        assert containers_with(docker_api, run_id="t-clean") == []
+        assert containers_with(docker_api, run_id=RUN["t-clean"]) == []
     finally:
         for cid in made:
             with contextlib.suppress(Exception):
