@@ -18,6 +18,7 @@ import contextlib
 import logging
 import os
 import secrets
+import sys
 import threading
 import time
 import traceback
@@ -93,6 +94,11 @@ class Runner:
         for sb in live:
             with contextlib.suppress(Exception):
                 sb.close()
+        # Evaluation sandboxes are not in self._live: drain Docker's registry too (os._exit follows).
+        docker = sys.modules.get("agentdata_tui.sandbox.docker")
+        if docker is not None:
+            with contextlib.suppress(Exception):
+                docker.close_all()
 
     # -- preparation ------------------------------------------------------------------
     def _identity(self) -> dict[str, Any]:

@@ -23,6 +23,7 @@ import contextlib
 import logging
 import math
 import os
+import re
 import select
 import shlex
 import socket
@@ -117,6 +118,8 @@ class DockerServer:
                 )
             except Exception as exc:  # DockerException, requests errors: the daemon does not answer
                 raise SandboxError(f"docker server {self.name} does not answer: {_short(exc)}") from exc
+            # A direct connection to the engine: never an HTTP(S)_PROXY from the environment.
+            api.trust_env = False
             self._version = api.api_version
             self._clients[timeout] = api
             return api
@@ -663,6 +666,8 @@ def preflight(servers: list[str] | None, images: Iterable[str], pull_policy: str
         try:
             api = srv.client(PROBE_TIMEOUT)
             api.ping()
+        except SandboxError as exc:
+            raise UserError(str(exc)) from None
         except Exception as exc:
             srv.reset()
             raise UserError(f"docker server {srv.name} does not answer: {_short(exc)}") from None
@@ -708,6 +713,8 @@ def cleanup(
         try:
             api = srv.client()
             found = api.containers(all=True, filters={"label": filters})
+        except SandboxError as exc:
+            raise UserError(str(exc)) from None
         except Exception as exc:
             raise UserError(f"docker server {srv.name} does not answer: {_short(exc)}") from None
         for c in found:
@@ -760,10 +767,19 @@ def _is_not_found(exc: BaseException) -> bool:
     return status == 404 or type(exc).__name__ in ("NotFound", "ImageNotFound")
 
 
+_ERRNO = re.compile(r"\[Errno -?\d+\] ([^'\")\]]+)")
+_TIMEOUT = re.compile(r"(Read timed out|Connection timed out|timed out)")
+
+
 def _short(exc: BaseException) -> str:
-    """One line of an exception, without the request URL noise."""
+    """One line of an exception, without the request URL noise (``Connection refused``)."""
+    if isinstance(exc, SandboxError):
+        return str(exc)
     text = getattr(exc, "explanation", None) or str(exc) or type(exc).__name__
     text = " ".join(str(text).split())
+    m = _ERRNO.search(text) or _TIMEOUT.search(text)
+    if m and ("HTTPConnectionPool" in text or "HTTPSConnectionPool" in text or "fetching server API" in text):
+        return m.group(1).strip()
     return text[:300]
 
 

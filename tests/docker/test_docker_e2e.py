@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import uuid
@@ -203,3 +204,58 @@ def test_generate_multi_on_docker_remote_with_a_docker_eval_server(docker_api, d
     assert eval_proc.returncode == 0, eval_err
     assert TOKEN not in eval_err and "POST /evaluate -> 200" in eval_err
     assert containers_with(docker_api, instance_id=PAGER) == []
+
+
+def test_stop_at_once_removes_the_runs_containers(docker_api, tmp_path):
+    """SIGTERM (graceful), then Ctrl+C (at once) during a command: exit 130, no container left."""
+    stuck = f"e2e-stuck-{UID}"
+    path = docker_dataset(tmp_path / "dataset.json", ["demo__pager-last-page"])
+    (inst,) = json.loads(path.read_text())
+    inst.update(instance_id=stuck, problem_statement=f"[{stuck}] wait")
+    path.write_text(json.dumps([inst]))
+    script = ScriptedResponder({f"[{stuck}]": ["THOUGHT: wait.\n\n```bash\nsleep 57\n```"]})
+    env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
+    with ModelServer(script) as model:
+        gen = subprocess.Popen(
+            _cli(
+                "generate-multi",
+                "--dataset",
+                str(path),
+                "--environment-class",
+                "docker",
+                "--base-url",
+                model.base_url,
+                "--api-key",
+                KEY,
+                "--output",
+                str(tmp_path / "out.json"),
+            ),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        try:
+
+            def sleeping() -> bool:
+                if gen.poll() is not None:
+                    raise AssertionError(f"generate-multi ended early: {gen.communicate()}")
+                for c in containers_with(docker_api, instance_id=stuck):
+                    procs = docker_api.top(c["Id"]).get("Processes") or [] if c["State"] == "running" else []
+                    if any("sleep 57" in " ".join(p) for p in procs):
+                        return True
+                return False
+
+            wait_for(sleeping, 120, "the rollout's container running `sleep 57`", interval=0.2)
+            gen.send_signal(signal.SIGTERM)
+            wait_for(
+                lambda: "stopping" in (gen.stderr.readline() or "stopping"), 30, "the graceful-stop notice"
+            )
+            gen.send_signal(signal.SIGINT)
+            gen.communicate(timeout=60)
+        finally:
+            if gen.poll() is None:
+                gen.kill()
+                gen.wait()
+    assert gen.returncode == 130
+    assert containers_with(docker_api, instance_id=stuck) == []
