@@ -230,8 +230,12 @@ class ExampleIndex:
                 assert row.offset is not None
                 yield read_example_at(self.data_file, row.offset, row.length)
 
-    def select(self, flt: RowFilter, sort: str = "file order", reverse: bool = False) -> list[Row]:
-        rows = [r for r in self.rows if flt.matches(r)] if flt.active else list(self.rows)
+    def select(
+        self, flt: RowFilter, sort: str = "file order", reverse: bool = False, upto: int | None = None
+    ) -> list[Row]:
+        """The filtered, sorted rows among the first ``upto`` (the index may still be growing)."""
+        source = self.rows[:upto] if upto is not None else self.rows
+        rows = [r for r in source if flt.matches(r)] if flt.active else list(source)
         if sort != "file order" or reverse:
             rows.sort(key=SORT_KEYS[sort], reverse=reverse)
         return rows

@@ -128,11 +128,6 @@ class LaunchSettings(BaseModel):
     def run_dir(self) -> Path:
         return run_dir_for(Path(self.output).expanduser())
 
-    @property
-    def remote_model(self) -> bool:
-        """A real model server (not our own loopback test servers)."""
-        return not re.match(r"^https?://(127\.0\.0\.1|localhost|\[::1\])[:/]", self.base_url)
-
     def local_sandbox_warning(self) -> str | None:
         if self.environment_class == "local":
             return (

@@ -9,7 +9,7 @@ from textual.pilot import Pilot
 
 
 async def wait_until(
-    pilot: Pilot, condition: Callable[[], bool], timeout: float = 10.0, what: str = "condition"
+    pilot: Pilot, condition: Callable[[], bool], timeout: float = 20.0, what: str = "condition"
 ) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -27,7 +27,7 @@ async def index_done(pilot: Pilot) -> None:
     await pilot.pause()
 
 
-async def dashboard_caught_up(pilot: Pilot, finished: bool = False) -> None:
+async def dashboard_caught_up(pilot: Pilot, finished: bool = False, timeout: float = 20.0) -> None:
     screen = pilot.app.screen
 
     def ready() -> bool:
@@ -36,7 +36,7 @@ async def dashboard_caught_up(pilot: Pilot, finished: bool = False) -> None:
             return False
         return state.run_finished is not None if finished else True
 
-    await wait_until(pilot, ready, what="the dashboard to paint every event")
+    await wait_until(pilot, ready, timeout=timeout, what="the dashboard to paint every event")
     await pilot.pause()
 
 

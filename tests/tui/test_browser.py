@@ -170,3 +170,29 @@ async def test_command_palette_lists_screen_actions(tmp_path: Path) -> None:
             assert wanted in names
         await pilot.press("question_mark")
         assert app.screen.query("HelpPanel")
+
+
+@run_async
+async def test_filtering_while_indexing_keeps_each_row_once(tmp_path: Path) -> None:
+    """A filter applied mid-index takes the rows so far; later batches add only the new ones."""
+    from agentdata_tui.tui.index import ExampleIndex
+    from agentdata_tui.tui.messages import IndexBatch
+    from agentdata_tui.tui.screens.browser import BrowserScreen
+
+    path = write_file(tmp_path / "data.json", n=12)
+    app = make_app("browse", path=path, clock=CLOCK)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await index_done(pilot)
+        screen: BrowserScreen = app.screen
+        # replay an indexing where the filter changes between batches
+        screen.index = ExampleIndex(path)
+        screen.view, screen._upto, screen.current = [], 0, None
+        screen.query_one("#examples", DataTable).clear()
+        batches = list(screen.index.build(batch_rows=4, batch_seconds=60))
+        screen.on_index_batch(IndexBatch(batches[0]))
+        screen.query_one("#text", Input).value = "task"  # refresh_view sees all 12 indexed rows
+        await pilot.pause()
+        for batch in batches[1:]:
+            screen.on_index_batch(IndexBatch(batch))
+        assert sorted(r.pos for r in screen.view) == list(range(12))
+        assert screen.query_one("#examples", DataTable).row_count == 12

@@ -87,6 +87,7 @@ class BrowserScreen(Screen[None]):
         self.sort = "file order"
         self.reverse = False
         self.view: list[Row] = []  # the filtered (and sorted) rows
+        self._upto = 0  # rows of the index the view has considered (it grows while indexing)
         self.page = 0
         self.current: Row | None = None
         self.example: Example | None = None
@@ -161,7 +162,11 @@ class BrowserScreen(Screen[None]):
     def on_index_batch(self, message: IndexBatch) -> None:
         if self.sort != "file order" or self.reverse:  # cannot happen while indexing, kept honest
             return
-        matching = [r for r in message.rows if self.filter.matches(r)] if self.filter.active else message.rows
+        # rows a refresh of the view already took from the growing index are not added twice
+        fresh = [r for r in message.rows if r.pos >= self._upto]
+        if fresh:
+            self._upto = fresh[-1].pos + 1
+        matching = [r for r in fresh if self.filter.matches(r)] if self.filter.active else fresh
         start = len(self.view)
         self.view.extend(matching)
         lo, hi = self.page * PAGE_SIZE, (self.page + 1) * PAGE_SIZE
@@ -200,7 +205,8 @@ class BrowserScreen(Screen[None]):
     def refresh_view(self, keep: Row | None = None) -> None:
         """Recompute the filtered, sorted rows and show the page holding ``keep`` (or the first)."""
         assert self.index is not None
-        self.view = self.index.select(self.filter, self.sort, self.reverse)
+        self._upto = len(self.index.rows)
+        self.view = self.index.select(self.filter, self.sort, self.reverse, upto=self._upto)
         position = 0
         if keep is not None:
             for i, r in enumerate(self.view):

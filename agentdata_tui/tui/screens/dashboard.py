@@ -227,6 +227,7 @@ class DashboardScreen(Screen[None]):
         if message.returncode != 0 and not self._stop_sent:
             text = f"The run exited with code {message.returncode} before finishing. {message.log_tail}"
             self.query_one("#run-alert", Label).update(Text(text.strip(), style="bold red"))
+            self.query_one("#run-alert", Label).add_class("shown")
             self.notify(
                 f"The run exited with code {message.returncode}: see {self._log_path()}",
                 severity="error",
@@ -234,6 +235,7 @@ class DashboardScreen(Screen[None]):
             )
         else:
             self.query_one("#run-alert", Label).update("The run's process has ended.")
+            self.query_one("#run-alert", Label).add_class("shown")
 
     # -- painting ------------------------------------------------------------
     def repaint(self) -> None:

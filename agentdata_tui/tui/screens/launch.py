@@ -185,12 +185,8 @@ class LaunchScreen(Screen[None]):
         self._update_warning()
 
     def _update_warning(self) -> None:
-        values = self.form_values()
-        base = values.get("base_url") or ""
-        settings = LaunchSettings.model_construct(
-            base_url=base, environment_class=values["environment_class"]
-        )
-        warning = settings.local_sandbox_warning() if settings.remote_model else None
+        kind = str(self.query_one("#f-environment_class", Select).value)
+        warning = LaunchSettings.model_construct(environment_class=kind).local_sandbox_warning()
         self.query_one("#sandbox-warning", Label).update(
             Text(f"⚠ {warning}", style="bold") if warning else ""
         )
