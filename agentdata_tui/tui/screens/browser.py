@@ -291,7 +291,8 @@ class BrowserScreen(Screen[None]):
             data = ex.to_dict()
             for heavy in ("messages", "steps", "git_diff", "problem_statement"):
                 data.pop(heavy, None)
-            view.update(render_json(data))
+            file_metadata = self.index.metadata if self.index is not None else {}
+            view.update(render_json({"example": data, "file metadata": file_metadata}))
 
     def _fill_steps(self, ex: Example | None) -> None:
         table = self.query_one("#steps-view", DataTable)

@@ -71,7 +71,10 @@ def run_export(
 class ExportScreen(ModalScreen[int | None]):
     """Returns the number of examples written (None when cancelled)."""
 
-    BINDINGS = [Binding("escape", "cancel", "Close", id="close")]
+    BINDINGS = [
+        Binding("escape", "cancel", "Close", id="close"),
+        Binding("ctrl+e", "export", "Export", id="export"),
+    ]
 
     def __init__(self, index: ExampleIndex, rows: list[Row]) -> None:
         super().__init__()
@@ -121,6 +124,9 @@ class ExportScreen(ModalScreen[int | None]):
             self.action_cancel()
         elif event.button.id == "export":
             self.start_export()
+
+    def action_export(self) -> None:
+        self.start_export()
 
     def action_cancel(self) -> None:
         if self.running:

@@ -13,7 +13,7 @@ class ConfirmScreen(ModalScreen[bool]):
     """Yes/no; Escape (or `n`) is no."""
 
     BINDINGS = [
-        Binding("escape,n", "answer(False)", "No", id="no"),
+        Binding("escape,n,q", "answer(False)", "No", id="no"),
         Binding("y", "answer(True)", "Yes", id="yes"),
     ]
 
@@ -43,7 +43,7 @@ class QuitRunScreen(ModalScreen[str | None]):
 
     BINDINGS = [
         Binding("escape", "answer(None)", "Cancel", id="cancel"),
-        Binding("l", "answer('leave')", "Leave running", id="leave"),
+        Binding("l,q", "answer('leave')", "Leave running", id="leave"),
         Binding("s", "answer('stop')", "Stop the run", id="stop"),
     ]
 
