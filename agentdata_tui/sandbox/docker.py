@@ -51,8 +51,12 @@ LABEL_INSTANCE = "agentdata-tui.instance_id"
 LABEL_ROLLOUT = "agentdata-tui.rollout_id"
 LABEL_OWNER = "agentdata-tui.owner"  # hostname:pid of the process that created it
 
-CONTROL_TIMEOUT = 300.0  # create/start/remove on a loaded vfs daemon can take a while
-PROBE_TIMEOUT = 10.0  # exec inspect / ping: a daemon that stops answering is noticed quickly
+# Request timeouts (seconds). A daemon that stops answering must end a rollout within its
+# command timeout, so the calls made while a command runs get short ones.
+CONTROL_TIMEOUT = 300.0  # create/start a container, pull: a loaded vfs daemon can take a while
+EXEC_TIMEOUT = 30.0  # create/start an exec
+REMOVE_TIMEOUT = 60.0  # remove a container (close() must not hang on a dead daemon)
+PROBE_TIMEOUT = 10.0  # exec/container inspect, ping
 CLIENT_GRACE = 5.0  # the client-side bound is the in-container timeout plus this
 SETUP_TIMEOUT_MIN = 600.0
 KEEPALIVE = ["sleep", "2147483647"]  # ~68 years; GNU and busybox sleep both accept it
@@ -317,7 +321,7 @@ class DockerSandbox:
             return
         cid = self.container_id
         try:
-            self.server.client().remove_container(cid, force=True, v=True)
+            self.server.client(REMOVE_TIMEOUT).remove_container(cid, force=True, v=True)
         except Exception as exc:
             if not _is_not_found(exc) and "already in progress" not in str(exc):
                 log.warning(
@@ -339,7 +343,9 @@ class DockerSandbox:
         if self._closed or self.container_id is None:
             raise SandboxError("the sandbox is closed or was never started")
         timeout = self.config.timeout if timeout is None else timeout
-        argv = [*self.config.effective_interpreter(), command]
+        # stderr joins stdout inside the container: the observation keeps the exact order of
+        # both (separate exec streams are copied by separate goroutines and may interleave).
+        argv = ["sh", "-c", 'exec "$@" 2>&1', "sh", *self.config.effective_interpreter(), command]
         t0 = time.monotonic()
         out = _Output()
         exit_code, timed_out = self._exec(argv, timeout, out)
@@ -366,7 +372,7 @@ class DockerSandbox:
     ) -> tuple[int | None, bool]:
         """Run ``argv`` under ``timeout -s KILL`` in the container; returns (exit code, timed out)."""
         assert self.server is not None and self.container_id is not None
-        api = self.server.client()
+        api = self.server.client(EXEC_TIMEOUT)
         probe = self.server.client(PROBE_TIMEOUT)
         wrapped = ["timeout", "-s", "KILL", str(max(1, math.ceil(timeout))), *argv]
         exec_id = self._call(

@@ -7,17 +7,19 @@ must show them passing: ``.ci/docker-setup.sh`` starts dockerd and builds the im
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import shutil
 import signal
 import subprocess
+import tarfile
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from dockerutil import BASE_IMAGE, IMAGE, TCP_SERVER, api, free_port, unavailable, wait_for
+from dockerutil import IMAGE, TCP_SERVER, api, free_port, unavailable, wait_for
 
 
 @pytest.fixture(scope="session")
@@ -28,7 +30,7 @@ def docker_api():
         client.ping()
     except Exception as exc:
         unavailable(f"no Docker engine answers ({type(exc).__name__}: {str(exc)[:120]})")
-    for image in (IMAGE, BASE_IMAGE):
+    for image in (IMAGE,):
         try:
             client.inspect_image(image)
         except Exception:
@@ -64,9 +66,69 @@ class SecondDaemon:
                 self.proc.wait()
 
 
+TINY_IMAGE = "agentdata-tui-test:tiny"
+TINY_TOOLS = ("bash", "sh", "timeout", "sleep", "mkdir", "mktemp", "cp", "head", "cat", "rm", "env", "git")
+
+
+def _ldd(path: str) -> list[str]:
+    out = subprocess.run(["ldd", path], capture_output=True, text=True).stdout
+    return [w for line in out.splitlines() for w in line.split() if w.startswith("/")]
+
+
+def tiny_rootfs() -> bytes:
+    """A few MB image of this machine's own bash, coreutils and git (+ their libraries).
+
+    The dying-daemon test needs a daemon of its own; loading the 200 MB test image into it (and
+    vfs-copying it for the container) would cost more than everything else the test does.
+    """
+    wanted: set[str] = set()
+    for tool in TINY_TOOLS:
+        path = shutil.which(tool)
+        if path is None:
+            unavailable(f"'{tool}' is not installed on this machine (needed for the tiny image)")
+        wanted.add(path)
+        wanted.update(_ldd(path))
+    buf = io.BytesIO()
+    added: set[str] = set()
+
+    def add_dir(tar: tarfile.TarFile, name: str, mode: int = 0o755) -> None:
+        if not name or name in added:
+            return
+        add_dir(tar, os.path.dirname(name))
+        info = tarfile.TarInfo(name)
+        info.type, info.mode = tarfile.DIRTYPE, mode
+        tar.addfile(info)
+        added.add(name)
+
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for top in ("bin", "sbin", "lib", "lib64"):  # usr-merged machines: keep the links
+            if os.path.islink(f"/{top}"):
+                info = tarfile.TarInfo(top)
+                info.type, info.linkname = tarfile.SYMTYPE, os.readlink(f"/{top}")
+                tar.addfile(info)
+                added.add(top)
+        add_dir(tar, "tmp", 0o1777)
+        add_dir(tar, "root", 0o700)
+        for path in sorted(wanted):
+            real = os.path.realpath(path)
+            name = real.lstrip("/")
+            if name not in added:
+                add_dir(tar, os.path.dirname(name))
+                tar.add(real, arcname=name)
+                added.add(name)
+            alias = os.path.join(os.path.realpath(os.path.dirname(path)), os.path.basename(path)).lstrip("/")
+            if alias != name and alias not in added:
+                add_dir(tar, os.path.dirname(alias))
+                info = tarfile.TarInfo(alias)
+                info.type, info.linkname = tarfile.SYMTYPE, real
+                tar.addfile(info)
+                added.add(alias)
+    return buf.getvalue()
+
+
 @pytest.fixture
 def second_daemon(docker_api) -> Iterator[SecondDaemon]:
-    """A second dockerd (root only) with the base image loaded; stopped and removed afterwards."""
+    """A second dockerd (root only) with a tiny image imported; stopped and removed afterwards."""
     if os.geteuid() != 0 or not shutil.which("dockerd"):
         unavailable("a second dockerd needs root and the dockerd binary")
     root = Path(tempfile.mkdtemp(prefix="agentdata-dockerd-"))
@@ -101,7 +163,9 @@ def second_daemon(docker_api) -> Iterator[SecondDaemon]:
             return False
 
         wait_for(answers, 60, "the second dockerd", interval=0.2)
-        api(f"tcp://{server}", timeout=120).load_image(docker_api.get_image(BASE_IMAGE))
+        api(f"tcp://{server}", timeout=120).import_image_from_data(
+            tiny_rootfs(), repository=TINY_IMAGE.split(":")[0], tag=TINY_IMAGE.split(":")[1]
+        )
         yield daemon
     finally:
         daemon.stop()

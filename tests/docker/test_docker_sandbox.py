@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import threading
 import time
 import uuid
@@ -138,11 +139,11 @@ def test_container_killed_from_outside_is_a_sandbox_error(docker_api):
 
 
 @pytest.mark.slow
-def test_daemon_that_dies_mid_command_is_a_sandbox_error(second_daemon):
+def test_daemon_that_dies_mid_command_is_a_sandbox_error(second_daemon, monkeypatch):
+    monkeypatch.setattr(dsb, "PROBE_TIMEOUT", 3.0)  # 10 s in real use; the mechanism is the same
     cfg = EnvironmentConfig(environment_class="docker_remote", timeout=30, pull_policy="never")
-    inst = Instance(
-        instance_id="dies", problem_statement="x", image="agentdata-tui-test-base:bookworm", cwd="/root/w"
-    )
+    # The daemon's image holds only this machine's bash, coreutils and git (see conftest).
+    inst = Instance(instance_id="dies", problem_statement="x", image="agentdata-tui-test:tiny", cwd="/root/w")
     ctx = SandboxContext(
         run_id=RUN["t-dies"], docker_servers=[second_daemon.server], environment_class="docker_remote"
     )
@@ -150,6 +151,18 @@ def test_daemon_that_dies_mid_command_is_a_sandbox_error(second_daemon):
     sb.start()
     try:
         assert sb.execute("echo alive").output == "alive\n"
+        # A daemon that stops answering (frozen): noticed by the exec poll's short timeout.
+        pid = second_daemon.proc.pid
+        threading.Timer(1.0, lambda: os.kill(pid, signal.SIGSTOP)).start()
+        t0 = time.monotonic()
+        try:
+            with pytest.raises(SandboxError, match="timed out"):
+                sb.execute("sleep 25; echo finished")
+            assert time.monotonic() - t0 < cfg.timeout
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        assert sb.execute("echo thawed").output == "thawed\n"
+        # A daemon that goes away.
         threading.Timer(1.0, second_daemon.stop).start()
         t0 = time.monotonic()
         with pytest.raises(SandboxError):
