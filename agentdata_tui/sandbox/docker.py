@@ -101,6 +101,7 @@ class DockerServer:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _version: str | None = None
     pulled: set[str] = field(default_factory=set)
+    _pull_locks: dict[str, threading.Lock] = field(default_factory=dict, repr=False)
 
     def client(self, timeout: float = CONTROL_TIMEOUT):
         """A ``docker.APIClient`` with this request timeout (created once per timeout value)."""
@@ -127,6 +128,10 @@ class DockerServer:
             self._version = api.api_version
             self._clients[timeout] = api
             return api
+
+    def pull_lock(self, image: str) -> threading.Lock:
+        with self._lock:
+            return self._pull_locks.setdefault(image, threading.Lock())
 
     def reset(self) -> None:
         """Forget the clients (after connection errors a fresh pool is cheaper than a stale one)."""
@@ -463,7 +468,11 @@ class DockerSandbox:
         tmp = shlex.quote(self._tmp or "/tmp")
         return (
             f"export GIT_INDEX_FILE={tmp}/index; "
+            # checkStat=minimal / trustctime=false: files copied into a container keep their
+            # mtimes but not their inodes, so the image's index still tells what is unchanged
+            # and a large repository is not re-hashed whole.
             f"git() {{ command git -c safe.directory='*' -c core.quotepath=off "
+            f"-c core.checkStat=minimal -c core.trustctime=false "
             f'-c core.excludesFile={tmp}/excludes "$@"; }}; {body}'
         )
 
@@ -617,14 +626,25 @@ def ensure_image(server: DockerServer, image: str, pull_policy: str) -> None:
         return
     if present and (pull_policy == "if-missing" or image in server.pulled):
         return
+    with server.pull_lock(image):  # one pull per image and server, however many rollouts start
+        if image in server.pulled or (pull_policy == "if-missing" and _image_present(api, image)):
+            return
+        _pull(server, api, image, present)
+
+
+def _pull(server: DockerServer, api: Any, image: str, present: bool) -> None:
     repo, tag = _split_image(image)
     try:
-        api.pull(repo, tag=tag)
+        # The engine answers 200 and reports failures inside the progress stream: read it all.
+        for event in api.pull(repo, tag=tag, stream=True, decode=True):
+            if isinstance(event, dict) and event.get("error"):
+                raise SandboxError(str(event["error"]))
     except Exception as exc:
         if present:  # 'always' but the registry is unreachable: the local copy will do
             log.warning(
                 "could not pull %s on %s, using the present copy: %s", image, server.name, _short(exc)
             )
+            server.pulled.add(image)  # tried once; do not try again for every rollout
             return
         raise SandboxError(
             f"cannot pull image {image} on docker server {server.name}: {_short(exc)}"

@@ -203,6 +203,9 @@ def test_preflight_names_the_server_or_the_image(docker_api, docker_tcp):
     # No network here: a missing image cannot be pulled either, and the error says so.
     with pytest.raises(UserError, match="cannot be pulled"):
         dsb.preflight(None, ["localhost:1/agentdata-tui-test:nope"], "if-missing")
+    # At rollout time: the engine's in-stream pull error becomes a SandboxError naming the image.
+    with pytest.raises(SandboxError, match="cannot pull image localhost:1/agentdata-tui-test:nope"):
+        dsb.ensure_image(dsb.get_server(None), "localhost:1/agentdata-tui-test:nope", "always")
 
 
 def test_cleanup_removes_leftovers_of_dead_processes_only(docker_api):
