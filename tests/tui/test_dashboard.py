@@ -12,6 +12,7 @@ from textual.widgets import DataTable, RichLog
 from agentdata_tui.tui.app import make_app
 from agentdata_tui.tui.screens.browser import BrowserScreen
 from agentdata_tui.tui.screens.modals import ConfirmScreen, QuitRunScreen
+from agentdata_tui.tui.widgets.line_table import LineTable
 from tui.fixtures import T0, write_run
 from tui.helpers import dashboard_caught_up, index_done, run_async, wait_until
 
@@ -27,8 +28,8 @@ async def test_watch_a_finished_run(tmp_path: Path) -> None:
         screen = app.screen
         m = screen.state.metrics()
         assert (m.done, m.total, m.running, m.finished) == (8, 8, 0, True)
-        assert screen.query_one("#workers", DataTable).row_count == 4
-        assert screen.query_one("#recent", DataTable).row_count == 8
+        assert screen.query_one("#workers", LineTable).row_count == 4
+        assert screen.query_one("#recent", LineTable).row_count == 8
         assert screen.selected_rollout is not None
         assert screen.query_one("#live-log", RichLog).lines  # the selected rollout's conversation
         summary = str(screen.query_one("#run-summary").render())
@@ -184,7 +185,7 @@ async def test_many_workers_are_folded_in_batches(tmp_path: Path) -> None:
         await dashboard_caught_up(pilot)
         assert screen.state.events_seen == len(lines)
         assert screen.state.done == 512
-        assert screen.query_one("#workers", DataTable).row_count == 256
+        assert screen.query_one("#workers", LineTable).row_count == 256
     assert repaints < len(lines) / 100
 
 
@@ -234,7 +235,7 @@ async def test_a_run_started_over_in_the_folder_starts_the_dashboard_over(tmp_pa
                 pilot, lambda: screen.state.total == 3 and screen.state.done == 1, what="the new run"
             )
             await dashboard_caught_up(pilot)
-            assert screen.query_one("#recent", DataTable).row_count == 1
+            assert screen.query_one("#recent", LineTable).row_count == 1
     finally:
         proc.kill()
         proc.wait()

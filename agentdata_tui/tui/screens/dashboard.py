@@ -20,11 +20,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Label, ProgressBar, RichLog, Static
+from textual.widgets import Footer, Header, Label, ProgressBar, RichLog, Static
 
 from agentdata_tui.events import EventTail
 from agentdata_tui.tui.messages import EventsBatch, LogReset, RunProcessExited
 from agentdata_tui.tui.state import DashboardState, RolloutView, StepView, format_duration
+from agentdata_tui.tui.widgets.line_table import LineTable
 from agentdata_tui.tui.widgets.render import code, render_content
 
 REPAINT_S = 0.1  # at most ten repaints a second
@@ -39,7 +40,15 @@ WORKER_HEADERS = {
     "elapsed": ("time", 6),
     "status": ("status", 9),
 }
-RECENT_COLUMNS = ("instance", "sample", "reward", "speedup", "status", "exit status", "steps")
+RECENT_HEADERS = [
+    ("instance", 30),
+    ("sample", 6),
+    ("reward", 7),
+    ("speedup", 8),
+    ("status", 10),
+    ("exit status", 16),
+    ("steps", 5),
+]
 STATUS_STYLE = {
     "running": "yellow",
     "succeeded": "green",
@@ -115,7 +124,7 @@ class DashboardScreen(Screen[None]):
         self._stop = threading.Event()
         self._pending = threading.Semaphore(8)  # batches in flight: the reader backs off past this
         self._recent_done = -1
-        self._worker_rows: set[str] = set()
+        self._recent_views: dict[str, RolloutView] = {}
         self._tick = 0
         self._process_reported = False
         self._stop_sent = False
@@ -127,24 +136,17 @@ class DashboardScreen(Screen[None]):
         yield ProgressBar(total=None, show_eta=False, id="run-progress")
         yield Label("", id="run-alert")
         with Horizontal(id="dash-body"):
-            yield DataTable(id="workers", cursor_type="row", zebra_stripes=True)
+            yield LineTable([WORKER_HEADERS[c] for c in WORKER_COLUMNS], self._worker_row, id="workers")
             with Vertical(id="live"):
                 yield Label("Conversation", id="live-title")
                 yield RichLog(
                     id="live-log", wrap=True, markup=False, highlight=False, max_lines=2000, min_width=20
                 )
-        yield DataTable(id="recent", cursor_type="row", zebra_stripes=True)
+        yield LineTable(RECENT_HEADERS, self._recent_row, id="recent")
         yield Footer()
 
     def on_mount(self) -> None:
         self.state = DashboardState(clock=self.app.clock)  # type: ignore[attr-defined]
-        workers = self.query_one("#workers", DataTable)
-        for c in WORKER_COLUMNS:
-            label, width = WORKER_HEADERS[c]
-            workers.add_column(label, key=c, width=width)
-        recent = self.query_one("#recent", DataTable)
-        for c in RECENT_COLUMNS:
-            recent.add_column(c, key=c)
         self.follow()
         self.set_interval(REPAINT_S, self.repaint)
         self.repaint()
@@ -205,10 +207,10 @@ class DashboardScreen(Screen[None]):
     def on_log_reset(self, message: LogReset) -> None:
         """The run started over in this folder: so does the dashboard."""
         self.state = DashboardState(clock=self.app.clock)  # type: ignore[attr-defined]
-        self.query_one("#workers", DataTable).clear()
-        self.query_one("#recent", DataTable).clear()
+        self.query_one("#workers", LineTable).set_keys([])
+        self.query_one("#recent", LineTable).set_keys([])
         self.query_one("#live-log", RichLog).clear()
-        self._worker_rows = set()
+        self._recent_views = {}
         self._recent_done = -1
         self.selected_rollout = self.selected_worker = None
         self._dirty = True
@@ -305,48 +307,49 @@ class DashboardScreen(Screen[None]):
             Text(w.status, style=STATUS_STYLE.get(w.status, "")),
         )
 
+    def _worker_row(self, key: str) -> tuple:
+        assert self.state is not None
+        w = self.state.workers.get(key)
+        return self._worker_cells(self.state, w) if w is not None else ()
+
     def _paint_workers(self, state: DashboardState, dirty: set[str], elapsed_only: bool) -> None:
-        table = self.query_one("#workers", DataTable)
-        for key in sorted(dirty, key=_worker_order):
-            w = state.workers[key]
-            cells = self._worker_cells(state, w)
-            if key in self._worker_rows:
-                for col, value in zip(WORKER_COLUMNS, cells, strict=True):
-                    table.update_cell(key, col, value)
-            else:
-                table.add_row(*cells, key=key)
-                self._worker_rows.add(key)
-        if elapsed_only:
-            for key, w in state.workers.items():
-                if w.status == "running" and key not in dirty:
-                    table.update_cell(key, "elapsed", self._worker_cells(state, w)[5])
+        """Rows are painted from the state when shown: a repaint only says what changed."""
+        table = self.query_one("#workers", LineTable)
+        if len(state.workers) != table.row_count:
+            table.set_keys(sorted(state.workers, key=_worker_order))
+        elif dirty or elapsed_only:
+            table.refresh_rows()
         if self.selected_rollout is None and table.row_count:
-            self._select_worker_row(table.cursor_row)
+            self._select_worker_row(table.cursor)
         elif self.selected_worker in dirty:
             w = state.workers.get(self.selected_worker)
             if w is not None and w.rollout_id and w.rollout_id != self.selected_rollout:
                 self.select_rollout(w.rollout_id, worker=self.selected_worker)
 
+    def _recent_row(self, key: str) -> tuple:
+        view = self._recent_views.get(key)
+        if view is None:
+            return ()
+        f = view.finished or {}
+        reward = f.get("reward")
+        speedup = f.get("speedup")
+        calls = f.get("model_calls")
+        return (
+            view.instance_id,
+            str(view.sample_index),
+            Text("–" if reward is None else f"{reward:.3f}", justify="right"),
+            Text("–" if speedup is None else f"{speedup:.2f}×", justify="right"),
+            Text(view.status, style=STATUS_STYLE.get(view.status, "")),
+            str(f.get("exit_status") or ""),
+            str(calls if calls is not None else len(view.steps)),
+        )
+
     def _paint_recent(self, state: DashboardState) -> None:
         if state.done == self._recent_done:
             return
         self._recent_done = state.done
-        table = self.query_one("#recent", DataTable)
-        table.clear()
-        for view in list(state.recent)[:50]:
-            f = view.finished or {}
-            reward = f.get("reward")
-            speedup = f.get("speedup")
-            table.add_row(
-                view.instance_id,
-                str(view.sample_index),
-                Text("–" if reward is None else f"{reward:.3f}", justify="right"),
-                Text("–" if speedup is None else f"{speedup:.2f}×", justify="right"),
-                Text(view.status, style=STATUS_STYLE.get(view.status, "")),
-                str(f.get("exit_status") or ""),
-                str(f.get("model_calls") if f.get("model_calls") is not None else len(view.steps)),
-                key=view.rollout_id,
-            )
+        self._recent_views = {v.rollout_id: v for v in state.recent}
+        self.query_one("#recent", LineTable).set_keys([v.rollout_id for v in state.recent])
 
     def _paint_live(self, state: DashboardState, dirty_rollouts: set[str]) -> None:
         rid = self.selected_rollout
@@ -387,25 +390,23 @@ class DashboardScreen(Screen[None]):
         self._paint_live(self.state, {view.rollout_id})
 
     def _select_worker_row(self, row: int) -> None:
-        table = self.query_one("#workers", DataTable)
+        table = self.query_one("#workers", LineTable)
         if not table.row_count or self.state is None:
             return
-        key = table.coordinate_to_cell_key((row, 0)).row_key.value  # type: ignore[arg-type]
-        w = self.state.workers.get(str(key))
+        w = self.state.workers.get(table.keys[min(row, table.row_count - 1)])
         if w is not None and w.rollout_id:
             self.select_rollout(w.rollout_id, worker=w.worker)
 
-    @on(DataTable.RowHighlighted, "#workers")
-    def _worker_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        if event.row_key.value is not None and self.state is not None:
-            w = self.state.workers.get(str(event.row_key.value))
+    @on(LineTable.Highlighted, "#workers")
+    def _worker_highlighted(self, event: LineTable.Highlighted) -> None:
+        if self.state is not None:
+            w = self.state.workers.get(event.key)
             if w is not None and w.rollout_id:
                 self.select_rollout(w.rollout_id, worker=w.worker)
 
-    @on(DataTable.RowSelected, "#recent")
-    def _recent_selected(self, event: DataTable.RowSelected) -> None:
-        if event.row_key.value is not None:
-            self.select_rollout(str(event.row_key.value))
+    @on(LineTable.Selected, "#recent")
+    def _recent_selected(self, event: LineTable.Selected) -> None:
+        self.select_rollout(event.key)
 
     # -- the run process -----------------------------------------------------
     def run_pid(self) -> int | None:
@@ -499,7 +500,11 @@ def _write_step(log: RichLog, step: StepView) -> None:
         head.append(f"  model {step.model_latency_s:.1f}s", style="dim")
     log.write(head)
     if step.assistant:
-        log.write(render_content(step.assistant))
+        text = step.assistant
+        lines = text.splitlines()
+        if len(lines) > 40:  # the whole text is in the browser; keep the live view light
+            text = "\n".join(lines[:40]) + f"\n… {len(lines) - 40} more lines"
+        log.write(render_content(text))
     if step.command and step.command not in step.assistant:  # tool-call mode: not in the text
         log.write(code(step.command, "bash"))
     if step.observation or step.returncode is not None:
