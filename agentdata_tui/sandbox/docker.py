@@ -493,7 +493,10 @@ class DockerSandbox:
         excludes = shlex.quote(DIFF_EXCLUDES)
         script = self._git_script(
             f"set -e; printf %s {excludes} > {tmp}/excludes; "
-            'top=$(git rev-parse --show-toplevel 2>/dev/null) || { git init -q; top=$(pwd); }; cd "$top"; '
+            # Not a repository: make one in cwd — but never index a whole filesystem.
+            'top=$(git rev-parse --show-toplevel 2>/dev/null) || { [ "$(pwd)" != / ] || '
+            '{ echo "cwd / is not in a git repository: set the instance\'s cwd or environment.cwd" >&2; '
+            'exit 3; }; git init -q; top=$(pwd); }; cd "$top"; '
             f'idx=$(git rev-parse --git-path index); [ -f "$idx" ] && cp "$idx" {tmp}/index || true; '
             'git add -A -- . >&2; echo "$top"; git write-tree'
         )
