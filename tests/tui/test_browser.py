@@ -196,3 +196,26 @@ async def test_filtering_while_indexing_keeps_each_row_once(tmp_path: Path) -> N
             screen.on_index_batch(IndexBatch(batch))
         assert sorted(r.pos for r in screen.view) == list(range(12))
         assert screen.query_one("#examples", DataTable).row_count == 12
+
+
+@run_async
+async def test_real_mini_swe_agent_trajectories(samples_dir: Path) -> None:
+    """Real trajectories (text and tool-call mode) open, render and move without errors."""
+    from agentdata_tui.tui.widgets.conversation import ConversationView
+
+    app = make_app("browse", path=samples_dir, clock=CLOCK)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await index_done(pilot)
+        screen = app.screen
+        assert len(screen.view) == 3 and not screen.index.by_offset
+        seen_tool_call = False
+        for _ in range(3):
+            view = screen.query_one(ConversationView)
+            await pilot.press("z")  # every fold open
+            await pilot.pause()
+            assert "ASSISTANT" in view.text and "USER" in view.text
+            seen_tool_call |= any(m.get("tool_calls") for m in screen.example.messages)
+            for tab in ("2", "3", "4", "5", "1"):
+                await pilot.press(tab)
+            await pilot.press("n")
+        assert seen_tool_call
