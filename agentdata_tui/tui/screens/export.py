@@ -7,6 +7,7 @@ follows their ``progress(count)`` callback.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -172,9 +173,15 @@ class ExportScreen(ModalScreen[int | None]):
     ) -> None:
         total = len(self.rows)
         seen = 0
+        last = [0.0]
 
         def progress(count: int) -> None:
-            self.post_message(ExportProgress(count, total))
+            nonlocal seen
+            seen = count
+            now = time.monotonic()
+            if now - last[0] >= 0.05 or count == total:  # the bar needs no more than 20 updates a second
+                last[0] = now
+                self.post_message(ExportProgress(count, total))
 
         try:
             count = run_export(
