@@ -94,7 +94,8 @@ def test_sigkill_midway_then_resume_gives_one_example_per_pair(tmp_path: Path) -
                 proc.kill()
         assert proc.returncode == -signal.SIGKILL
         assert not out.exists(), "a killed run never wrote the final file"
-        before = len(jsonl(examples))
+        # A kill can land mid-write: only complete lines count (the resume drops a torn one).
+        before = examples.read_bytes().count(b"\n")
         assert 5 <= before < 20
         # Simulate the torn write a kill can leave behind.
         with open(examples, "ab") as fh:
