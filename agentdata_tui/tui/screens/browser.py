@@ -178,7 +178,14 @@ class BrowserScreen(Screen[None]):
                 self._show_row_at(table.cursor_row)
         self._update_count()
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Sorting is shown disabled in the footer until the index is complete."""
+        if action in ("cycle_sort", "reverse_sort") and (self.index is None or not self.index.complete):
+            return None
+        return True
+
     def on_index_done(self, message: IndexDone) -> None:
+        self.refresh_bindings()
         if message.error:
             self.notify(message.error, severity="error", timeout=15)
         self._update_count(error=message.error)
