@@ -256,3 +256,25 @@ async def test_a_launched_run_that_fails_is_reported(tmp_path: Path) -> None:
         alert = app.screen.query_one("#run-alert")
         await wait_until(pilot, lambda: "exited with code 2" in str(alert.render()), what="the failure")
         assert "no such file" in str(alert.render())
+
+
+@run_async
+async def test_a_finished_runs_pid_is_not_signalled(tmp_path: Path) -> None:
+    """run.json says finished: its pid (here a live, unrelated process) is never stopped."""
+    proc = _sleeper(tmp_path)
+    try:
+        run = write_run(tmp_path / "out.run", total=8, finished=5, complete=False, pid=proc.pid)
+        data = json.loads((run / "run.json").read_text())
+        data["status"] = "stopped"
+        (run / "run.json").write_text(json.dumps(data))
+        app = make_app("watch", path=run, clock=CLOCK)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await dashboard_caught_up(pilot)
+            await pilot.press("s")
+            await pilot.pause()
+            assert not isinstance(app.screen, ConfirmScreen)
+            await pilot.press("q")  # nothing live: quits without asking
+        assert app.return_value == 0 and proc.poll() is None
+    finally:
+        proc.kill()
+        proc.wait()

@@ -410,8 +410,11 @@ class DashboardScreen(Screen[None]):
 
     # -- the run process -----------------------------------------------------
     def run_pid(self) -> int | None:
-        pid = read_run_json(self.run_dir).get("pid")
-        if isinstance(pid, int):
+        """The runner's pid from run.json while it says it is running (a finished run's pid may
+        belong to another process by now)."""
+        data = read_run_json(self.run_dir)
+        pid = data.get("pid")
+        if isinstance(pid, int) and data.get("status", "running") == "running":
             return pid
         return getattr(self.process, "pid", None)
 
