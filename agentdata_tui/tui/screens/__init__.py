@@ -1,0 +1,1 @@
+"""Screens of the TUI: launch, dashboard, browser, statistics, export and small dialogs."""

@@ -1,0 +1,1 @@
+"""Reusable widgets: the conversation view, a line-API table, Rich renderers."""
