@@ -193,3 +193,13 @@ def test_copied_git_repository_is_kept_for_the_agent(repo: Path) -> None:
         subprocess.run(["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True).stdout
         == ""
     )
+
+
+def test_symlinked_repo_path_is_copied_not_linked(repo: Path, tmp_path: Path) -> None:
+    link = tmp_path / "link-to-repo"
+    link.symlink_to(repo, target_is_directory=True)
+    with _sandbox(link) as sb:
+        sb.execute("echo changed > app.py && echo new > fresh.txt")
+        assert "fresh.txt" in sb.diff()[0]
+    assert (repo / "app.py").read_text().startswith("def add"), "the original is untouched"
+    assert not (repo / "fresh.txt").exists()

@@ -102,8 +102,10 @@ class LocalSandbox:
         # One shell for the whole preparation: with hundreds of worker threads, each Python-level
         # file operation waits for the GIL, while a script's steps do not.
         script = (
-            'mkdir "$ROOT/home" && '
-            + ('cp -a "$SRC" "$ROOT/repo"' if self.repo_src is not None else 'mkdir "$ROOT/repo"')
+            'mkdir "$ROOT/home"'
+            + ' && mkdir "$ROOT/repo"'
+            # "$SRC/." copies the folder's contents even when repo_path is a symlink to it.
+            + (' && cp -a "$SRC/." "$ROOT/repo/"' if self.repo_src is not None else "")
             + ' && printf "%s" "$EXCLUDES" > "$ROOT/diff-excludes" && cd "$ROOT/repo"'
             # A .git *file* points into another repository (a worktree, a submodule): never write there.
             + " && { [ ! -f .git ] || rm -f .git; } && { [ -d .git ] || git init -q --template=; }"
@@ -111,7 +113,8 @@ class LocalSandbox:
         snapshot_now = not self.instance.setup_command
         if snapshot_now:
             script += " && " + _SNAPSHOT
-        out = self._sh(script, SRC=str(self.repo_src or ""), EXCLUDES=DIFF_EXCLUDES)
+        src = str(self.repo_src.resolve()) if self.repo_src is not None else ""
+        out = self._sh(script, SRC=src, EXCLUDES=DIFF_EXCLUDES)
         self.cwd = self._resolve_cwd()
         if not snapshot_now:
             timeout = max(SETUP_TIMEOUT_MIN, self.config.timeout)
