@@ -203,3 +203,24 @@ def test_symlinked_repo_path_is_copied_not_linked(repo: Path, tmp_path: Path) ->
         assert "fresh.txt" in sb.diff()[0]
     assert (repo / "app.py").read_text().startswith("def add"), "the original is untouched"
     assert not (repo / "fresh.txt").exists()
+
+
+def test_sweep_removes_what_killed_runs_left(tmp_path: Path) -> None:
+    from agentdata_tui.sandbox.local import PREFIX, sweep_orphans
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # a pid that no longer exists
+    orphan = tmp_path / f"{PREFIX}{dead.pid}-abc"
+    (orphan / "repo").mkdir(parents=True)
+    straggler = subprocess.Popen(["sleep", "300"], cwd=orphan / "repo")  # a command that outlived its run
+    mine = tmp_path / f"{PREFIX}{os.getpid()}-def"
+    mine.mkdir()
+    other = tmp_path / "agentdata-sbx-notapid"
+    other.mkdir()
+    try:
+        assert sweep_orphans(tmp_path) == 1
+        assert straggler.wait(10) == -9
+    finally:
+        if straggler.poll() is None:
+            straggler.kill()
+    assert not orphan.exists() and mine.exists() and other.exists()

@@ -6,6 +6,8 @@ the same path through the core.
 
 from __future__ import annotations
 
+import threading
+
 from agentdata_tui.config import Config
 from agentdata_tui.dataset import Dataset, Instance
 from agentdata_tui.evaluation import make_evaluator
@@ -25,6 +27,10 @@ def sandbox_maker(
     """``(instance, rollout_id) -> Sandbox`` for the run's environment class (checked now)."""
     kind = environment_class or config.environment.environment_class
     resolve_class(kind)  # an unknown class is the user's error: say so before any rollout starts
+    if kind == "local":  # what killed runs left in the temp folder goes, without delaying this one
+        from agentdata_tui.sandbox.local import sweep_orphans
+
+        threading.Thread(target=sweep_orphans, name="sandbox-sweep", daemon=True).start()
     servers = list(docker_servers or [])
 
     def make(inst: Instance, rollout_id: str) -> Sandbox:

@@ -31,6 +31,7 @@ from agentdata_tui.config import EnvironmentConfig
 from agentdata_tui.dataset import Instance
 from agentdata_tui.interfaces import ExecResult, SandboxError
 
+PREFIX = "agentdata-sbx-"
 DIFF_LIMIT = 1_000_000  # bytes of patch kept; larger diffs are cut and flagged
 OUTPUT_HEAD = 256 * 1024  # bytes of command output kept from the start ...
 OUTPUT_TAIL = 256 * 1024  # ... and from the end; the middle of a flood is dropped
@@ -83,7 +84,8 @@ class LocalSandbox:
             raise SandboxError(f"local sandbox for {self.instance.instance_id}: {exc}") from exc
 
     def _start(self) -> None:
-        self.root = Path(tempfile.mkdtemp(prefix="agentdata-sbx-"))
+        # The pid in the name lets a later run remove what a killed one left (sweep_orphans).
+        self.root = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-"))
         self.work = self.root / "repo"
         home = self.root / "home"
         if self.repo_src is not None and not self.repo_src.is_dir():
@@ -239,6 +241,41 @@ class LocalSandbox:
 
 # The tree after setup, recorded through the private index (no commit is made).
 _SNAPSHOT = "g add -A -- . && g write-tree"
+
+
+def sweep_orphans(tmpdir: str | os.PathLike[str] | None = None) -> int:
+    """Remove sandbox folders whose run was killed (their pid is gone), and stop what still runs
+    in them (a backgrounded command outlives a SIGKILLed runner). Returns the folders removed."""
+    base = Path(tmpdir or tempfile.gettempdir())
+    orphans: list[Path] = []
+    try:
+        entries = list(base.glob(f"{PREFIX}*-*"))
+    except OSError:
+        return 0
+    for path in entries:
+        pid_text = path.name[len(PREFIX) :].split("-", 1)[0]
+        if not pid_text.isdigit() or not path.is_dir():
+            continue
+        try:
+            os.kill(int(pid_text), 0)
+        except ProcessLookupError:
+            orphans.append(path)
+        except PermissionError:  # someone else's live process
+            continue
+    if not orphans:
+        return 0
+    roots = tuple(str(p) + os.sep for p in orphans)
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            cwd = os.readlink(proc / "cwd") + os.sep
+        except OSError:
+            continue
+        if cwd.startswith(roots):
+            with contextlib.suppress(ProcessLookupError, PermissionError, ValueError):
+                os.kill(int(proc.name), signal.SIGKILL)
+    for path in orphans:
+        shutil.rmtree(path, ignore_errors=True)
+    return len(orphans)
 
 
 def cut_patch(patch: str, limit: int = DIFF_LIMIT) -> tuple[str, bool]:
