@@ -178,22 +178,20 @@ def _free_port() -> int:
 @run_async
 async def test_server_checks_answer_inline(tmp_path: Path) -> None:
     """The eval test against a real `agentdata-tui eval-server`; docker against a closed port."""
+    import re
     import sys
-    import time
 
-    from agentdata_tui.tui.checks import check_eval
-
-    port = _free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "agentdata_tui", "eval-server", "--port", str(port), "--token", "tok"],
-        stdout=subprocess.DEVNULL,
+        [sys.executable, "-u", "-m", "agentdata_tui", "eval-server", "--port", "0", "--token", "tok"],
+        stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
+        text=True,
     )
     try:
-        deadline = time.monotonic() + 20
-        while not check_eval(f"127.0.0.1:{port}", "tok").ok:  # ready when it answers
-            assert server.poll() is None and time.monotonic() < deadline, "eval-server did not start"
-            time.sleep(0.05)
+        first = server.stdout.readline()  # "eval server listening on http://127.0.0.1:PORT ...": it is ready
+        match = re.search(r"http://127\.0\.0\.1:(\d+)", first)
+        assert match, first
+        port = int(match.group(1))
         values, sources = initial_values({"dataset": str(make_dataset(tmp_path))}, {}, {})
         values.update(eval_server=f"127.0.0.1:{port}", docker_servers=f"127.0.0.1:{_free_port()}")
         app = make_app(
