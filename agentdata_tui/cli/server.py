@@ -263,6 +263,24 @@ def _is_loopback(host: str) -> bool:
 
 
 def run_regrade(args: argparse.Namespace) -> int:
+    # SIGTERM/SIGHUP end a regrade like Ctrl+C: containers removed, no output written.
+    old_handlers = {
+        s: signal.signal(s, _interrupt)
+        for s in (signal.SIGTERM, signal.SIGHUP)
+        if signal.getsignal(s) is not signal.SIG_IGN
+    }
+    try:
+        return _run_regrade(args)
+    except KeyboardInterrupt:
+        _close_docker()
+        print("regrade: interrupted; no output written", file=sys.stderr)
+        return 130
+    finally:
+        for sig, handler in old_handlers.items():
+            signal.signal(sig, handler)
+
+
+def _run_regrade(args: argparse.Namespace) -> int:
     from agentdata_tui.config import load_config
     from agentdata_tui.dataset import Dataset, load_dataset
     from agentdata_tui.evaluation import make_evaluator, normalize_eval_url
@@ -301,7 +319,7 @@ def run_regrade(args: argparse.Namespace) -> int:
             counter["n"] += 1
             n = counter["n"]
         ctx = SandboxContext(
-            run_id="regrade",
+            run_id="",  # the evaluator tags it with the regrade's run id (container labels)
             rollout_id=f"regrade-{n:05d}",
             repo_dir=ds.repo_dir(inst) if ds else None,
             docker_servers=servers,
@@ -338,6 +356,10 @@ def run_regrade(args: argparse.Namespace) -> int:
     for line in stats.failures:
         print(f"  failed: {line}", file=sys.stderr)
     return 0
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def _close_docker() -> None:

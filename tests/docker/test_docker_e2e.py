@@ -259,3 +259,49 @@ def test_stop_at_once_removes_the_runs_containers(docker_api, tmp_path):
                 gen.wait()
     assert gen.returncode == 130
     assert containers_with(docker_api, instance_id=stuck) == []
+
+
+def test_regrade_in_docker_and_sigterm_removes_its_containers(docker_api, tmp_path):
+    """regrade --environment-class docker: SIGTERM mid-evaluation → exit 130, no output, no container."""
+    iid = f"e2e-regrade-{UID}"
+    path = docker_dataset(tmp_path / "dataset.json", ["demo__pager-last-page"])
+    (inst,) = json.loads(path.read_text())
+    inst["instance_id"] = iid
+    path.write_text(json.dumps([inst]))
+    example = {"instance_id": iid, "problem_statement": "p", "messages": [], "git_diff": "", "reward": 1.0}
+    (tmp_path / "in.jsonl").write_text(json.dumps(example) + "\n")
+    out = tmp_path / "out.json"
+    proc = subprocess.Popen(
+        _cli(
+            "regrade",
+            "--input",
+            str(tmp_path / "in.jsonl"),
+            "--output",
+            str(out),
+            "--dataset",
+            str(path),
+            "--environment-class",
+            "docker",
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+
+        def evaluating():
+            if proc.poll() is not None:
+                raise AssertionError(f"regrade ended early: {proc.communicate()}")
+            return containers_with(docker_api, instance_id=iid)
+
+        (c,) = wait_for(evaluating, 120, "the evaluation's container")
+        assert c["Labels"]["agentdata-tui.run_id"].startswith("regrade-")
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130 and "interrupted" in err
+    assert not out.exists()
+    assert containers_with(docker_api, instance_id=iid) == []
