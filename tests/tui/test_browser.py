@@ -219,3 +219,22 @@ async def test_real_mini_swe_agent_trajectories(samples_dir: Path) -> None:
                 await pilot.press(tab)
             await pilot.press("n")
         assert seen_tool_call
+
+
+@run_async
+async def test_reload_picks_up_rollouts_finished_since(tmp_path: Path) -> None:
+    from tui.fixtures import write_run
+
+    run = write_run(tmp_path / "out.run", total=8, finished=5, complete=False)
+    app = make_app("browse", path=run, clock=CLOCK)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await index_done(pilot)
+        assert len(app.screen.view) == 5
+        more = examples(8)[5:]
+        with open(run / "examples.jsonl", "a", encoding="utf-8") as fh:
+            for ex in more:
+                fh.write(json.dumps(ex.to_dict()) + "\n")
+        await pilot.press("ctrl+r")
+        await index_done(pilot)
+        assert len(app.screen.view) == 8
+        assert app.screen.query_one("#examples", DataTable).row_count == 8

@@ -71,6 +71,7 @@ class BrowserScreen(Screen[None]):
         ),
         Binding("z", "toggle_folds", "Open/close folds", show=False, id="folds"),
         Binding("escape", "focus_table", "Table", show=False, id="table"),
+        Binding("ctrl+r", "reload", "Reload", show=False, id="reload"),
         Binding("1", "tab('conversation')", "Conversation tab", show=False),
         Binding("2", "tab('diff')", "Diff tab", show=False),
         Binding("3", "tab('evaluation')", "Evaluation tab", show=False),
@@ -384,6 +385,23 @@ class BrowserScreen(Screen[None]):
             self.app.exit(0)
         else:
             self.app.pop_screen()
+
+    def action_reload(self) -> None:
+        """Index the input again (a run still going has finished more rollouts since)."""
+        if self.index is not None and not self.index.complete:
+            self.notify("Still indexing.", severity="warning")
+            return
+        try:
+            self.index = ExampleIndex(self.path)
+        except UserError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        self.view, self._upto, self.page, self.current = [], 0, 0, None
+        self.sort, self.reverse = "file order", False
+        self.query_one("#examples", DataTable).clear()
+        self.refresh_bindings()
+        self._update_count()
+        self.build_index()
 
     def action_focus_filter(self) -> None:
         self.query_one("#text", Input).focus()
