@@ -21,12 +21,12 @@ from agentdata_tui.errors import UserError
 DEFAULT_EVAL_PORT = 9528  # the original system's eval server port
 
 
-def _docker_flag(p: argparse.ArgumentParser, what: str) -> None:
+def _docker_flag(p: argparse.ArgumentParser, what: str, several: str = "the least busy one is used") -> None:
     p.add_argument(
         "--docker-server",
         metavar="HOST:PORT[,HOST:PORT...]",
         help=f"Docker Engine API endpoint(s) {what}, as tcp://HOST:PORT (TLS from DOCKER_TLS_VERIFY/"
-        "DOCKER_CERT_PATH); several: comma-separated, the least busy one is used. "
+        f"DOCKER_CERT_PATH); several: comma-separated, {several}. "
         "Default: the local daemon (DOCKER_HOST or /var/run/docker.sock)",
     )
 
@@ -65,20 +65,23 @@ def register(add: AddFn) -> None:
     p.add_argument(
         "--sandbox",
         choices=("local", "docker"),
-        default="local",
+        default=None,
         help="where evaluations run: local (a temporary copy of repo_path on this machine) "
-        "or docker (a fresh container of the instance's image). Default: local",
+        "or docker (a fresh container of the instance's image). Default: docker with --docker-server, "
+        "else local",
     )
     _docker_flag(p, "for --sandbox docker")
     p.add_argument(
         "--workers",
         type=positive_int,
         default=4,
+        metavar="N",
         help="evaluations at once; further requests wait their turn (default 4)",
     )
     p.add_argument(
         "--token",
         default=None,
+        metavar="TOKEN",
         help="require 'Authorization: Bearer TOKEN' on every request (default: $AGENTDATA_EVAL_TOKEN; "
         "none: no check). Never logged",
     )
@@ -138,6 +141,7 @@ def register(add: AddFn) -> None:
     p.add_argument(
         "--eval-token",
         default=None,
+        metavar="TOKEN",
         help="Bearer token for the eval server (default: $AGENTDATA_EVAL_TOKEN). Never written anywhere",
     )
     p.add_argument(
@@ -146,11 +150,13 @@ def register(add: AddFn) -> None:
         help="sandbox of local evaluation: local, docker, docker_remote or pkg.mod:Class "
         "(default: the config's environment_class)",
     )
-    _docker_flag(p, "for docker_remote evaluation")
+    _docker_flag(p, "for docker_remote evaluation (implies --environment-class docker_remote)")
     p.add_argument(
         "--config", metavar="F", help="config file for the sandbox settings (default: the bundled mini.yaml)"
     )
-    p.add_argument("--workers", type=positive_int, default=4, help="evaluations at once (default 4)")
+    p.add_argument(
+        "--workers", type=positive_int, default=4, metavar="N", help="evaluations at once (default 4)"
+    )
     p.set_defaults(func=run_regrade)
 
     p = add(
@@ -165,10 +171,10 @@ def register(add: AddFn) -> None:
             "examples:\n"
             "  agentdata-tui cleanup\n"
             "  agentdata-tui cleanup --docker-server 10.0.0.5:2375,10.0.0.6:2375\n"
-            "  agentdata-tui cleanup --run-id 20250101T120000-ab12cd"
+            "  agentdata-tui cleanup --run-id run-20250101-120000-ab12cd"
         ),
     )
-    _docker_flag(p, "to clean")
+    _docker_flag(p, "to clean", "each one is cleaned")
     p.add_argument("--run-id", metavar="ID", help="only the containers of this run (its run.json's run_id)")
     p.add_argument(
         "--include-live",
@@ -198,6 +204,7 @@ def run_eval_server(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     dataset = load_dataset(args.dataset) if args.dataset else None
     servers = _servers(args.docker_server)
+    args.sandbox = args.sandbox or ("docker" if servers else "local")
     if servers and args.sandbox != "docker":
         raise UserError("--docker-server needs --sandbox docker")
     if args.sandbox == "docker":
@@ -294,8 +301,8 @@ def _run_regrade(args: argparse.Namespace) -> int:
         )
     config = load_config(args.config)
     dataset = load_dataset(args.dataset) if args.dataset else None
-    kind = args.environment_class or config.environment.environment_class
     servers = _servers(args.docker_server)
+    kind = args.environment_class or ("docker_remote" if servers else config.environment.environment_class)
     if url is None:
         resolve_class(kind)
         if kind in ("docker", "docker_remote"):
