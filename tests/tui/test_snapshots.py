@@ -24,3 +24,9 @@ def test_browser_at_80x24(snap_compare, tmp_path: Path, monkeypatch: pytest.Monk
     monkeypatch.chdir(tmp_path)
     app, ready = browser()
     assert snap_compare(app, terminal_size=(80, 24), run_before=ready)
+
+
+def test_dashboard_at_80x24(snap_compare, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    app, ready = SCREENS["dashboard"]()
+    assert snap_compare(app, terminal_size=(80, 24), run_before=ready)
