@@ -89,8 +89,9 @@ def register(add) -> None:
         ),
         epilog="example:\n  agentdata-tui launch --dataset tasks.json --base-url http://gpu1:8000/v1 --workers 64",
     )
+    metavars = {"docker_servers": "HOST:PORT[,HOST:PORT...]", "eval_server": "URL|HOST:PORT|local"}
     for flag, dest, type_, help_text in LAUNCH_FLAGS:
-        p.add_argument(flag, dest=dest, type=type_, default=None, help=help_text)
+        p.add_argument(flag, dest=dest, type=type_, default=None, metavar=metavars.get(dest), help=help_text)
     p.set_defaults(func=run_launch)
 
     p = add(
