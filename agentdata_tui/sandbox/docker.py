@@ -117,15 +117,18 @@ class DockerServer:
                 kwargs["base_url"] = self.url
                 if kwargs.get("tls") and self.url.startswith("tcp://"):
                     kwargs["base_url"] = "https://" + self.url[len("tcp://") :]
-            try:
-                api = docker.APIClient(
-                    version=self._version or "auto", timeout=timeout, max_pool_size=32, **kwargs
-                )
-            except Exception as exc:  # DockerException, requests errors: the daemon does not answer
-                raise SandboxError(f"docker server {self.name} does not answer: {_short(exc)}") from exc
-            # A direct connection to the engine: never an HTTP(S)_PROXY from the environment.
+            if self._version is None:
+                # Ask the API version once, with a short timeout (a silent server must not hold
+                # a rollout for minutes); every client after that is made without a request.
+                try:
+                    probe = docker.APIClient(version="1.24", timeout=PROBE_TIMEOUT, **kwargs)
+                    probe.trust_env = False  # a direct connection to the engine, never a proxy
+                    self._version = str(probe.version(api_version=False)["ApiVersion"])
+                    probe.close()
+                except Exception as exc:  # DockerException, requests errors: the daemon does not answer
+                    raise SandboxError(f"docker server {self.name} does not answer: {_short(exc)}") from exc
+            api = docker.APIClient(version=self._version, timeout=timeout, max_pool_size=32, **kwargs)
             api.trust_env = False
-            self._version = api.api_version
             self._clients[timeout] = api
             return api
 
