@@ -397,14 +397,20 @@ class DockerSandbox:
             )["Id"],
         )
         sock = self._call("start a command", lambda: api.exec_start(exec_id, socket=True))
+        deadline = time.monotonic() + timeout + CLIENT_GRACE
         try:
-            timed_out = self._pump(sock, exec_id, probe, time.monotonic() + timeout + CLIENT_GRACE, out)
+            timed_out = self._pump(sock, exec_id, probe, deadline, out)
         finally:
             _close_socket(sock)
         if timed_out:
             return None, True
-        info = self._call("read a command's exit code", lambda: probe.exec_inspect(exec_id))
-        return info.get("ExitCode"), False
+        while True:  # the stream ended; the exit code is there once the exec has finished
+            info = self._call("read a command's exit code", lambda: probe.exec_inspect(exec_id))
+            if not info.get("Running"):
+                return info.get("ExitCode"), False
+            if time.monotonic() >= deadline:
+                return None, True
+            time.sleep(0.05)
 
     def _pump(self, sock: Any, exec_id: str, probe: Any, deadline: float, out: _Output) -> bool:
         """Read the multiplexed exec stream until EOF, exec exit (+ a short drain) or the deadline.
