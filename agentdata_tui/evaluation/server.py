@@ -170,6 +170,7 @@ class EvalService:
 class _Handler(BaseHTTPRequestHandler):
     server: EvalHTTPServer
     protocol_version = "HTTP/1.1"
+    timeout = 120  # seconds a client may stay silent mid-request or idle between requests
 
     def log_message(self, format: str, *args: Any) -> None:  # the stdlib log names raw request lines
         return
