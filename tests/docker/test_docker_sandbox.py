@@ -56,7 +56,15 @@ def _pager(**extra) -> Instance:
 
 
 def test_commands_timeouts_diff_and_removal(docker_api, docker_tcp):
-    cfg = EnvironmentConfig(environment_class="docker_remote", timeout=3, env={"GREETING": "hello"})
+    cfg = EnvironmentConfig(
+        environment_class="docker_remote",
+        timeout=3,
+        env={"GREETING": "hello"},
+        cpus=1.5,
+        memory="512m",
+        pids_limit=256,
+        devices=["/dev/null:/dev/agentdata-null"],
+    )
     ctx = SandboxContext(
         run_id=RUN["t-basics"],
         rollout_id="r1",
@@ -73,6 +81,9 @@ def test_commands_timeouts_diff_and_removal(docker_api, docker_tcp):
         assert c["Labels"]["agentdata-tui.instance_id"] == "demo__pager-last-page"
         assert c["Labels"]["agentdata-tui.rollout_id"] == "r1"
         assert c["HostConfig"]["NetworkMode"] == "none"
+        host = docker_api.inspect_container(c["Id"])["HostConfig"]
+        assert (host["NanoCpus"], host["Memory"], host["PidsLimit"]) == (1_500_000_000, 512 * 2**20, 256)
+        assert sb.execute("test -c /dev/agentdata-null && echo dev").output == "dev\n"
 
         res = sb.execute("pwd; echo $GREETING; echo oops >&2; env | grep -c AGENTDATA_TEST_SECRET; exit 3")
         assert res.returncode == 3 and not res.timed_out
