@@ -308,3 +308,12 @@ def test_core_exports_drop_secret_looking_metadata(tmp_path: Path) -> None:
     for name in ("f.json", "t.json"):
         text = (tmp_path / name).read_text()
         assert "SECRET" not in text and '"max_tokens": 10' in text and '"servers": [{}]' in text
+
+
+def test_filtered_output_reads_back_identical(tmp_path: Path) -> None:
+    """write_filtered uses the writer's compact (pydantic-core) serialisation: same data."""
+    exs = _examples()
+    exs[0] = exs[0].model_copy(update={"evaluation_info": {"status": "correct", "note": "ünïcode ✓"}})
+    write_filtered(exs, tmp_path / "c.json", {"m": 1})
+    back = open_input(tmp_path / "c.json")
+    assert back.line_indexable and list(back) == exs
