@@ -86,9 +86,14 @@ class Runner:
         self._stop.set()
 
     def abort(self) -> None:
-        """Immediate: kill every live sandbox now (the second Ctrl+C)."""
+        """Immediate: kill every live sandbox now (the second Ctrl+C).
+
+        Called from a signal handler that may have interrupted the first one inside
+        ``Event.set()`` (which holds the event's lock): setting it here directly could deadlock.
+        """
         self._aborting = True
-        self._stop.set()
+        if not self._stop.is_set():
+            threading.Thread(target=self._stop.set, name="abort-stop", daemon=True).start()
         with self._live_lock:
             live = list(self._live)
         for sb in live:
@@ -265,7 +270,7 @@ class Runner:
         return c
 
     def _next_task(self) -> Task | None:
-        if self._stop.is_set():
+        if self._aborting or self._stop.is_set():
             return None
         with self._qlock:
             return self._queue.popleft() if self._queue else None

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -30,7 +29,7 @@ def graceful_signals(runner: Runner, *, notify: Callable[[str], None] | None = N
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    say = notify or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    say = notify or _say
     hits = {"n": 0}
 
     def handler(signum: int, frame: Any) -> None:
@@ -62,3 +61,9 @@ def graceful_signals(runner: Runner, *, notify: Callable[[str], None] | None = N
     finally:
         for s, h in old.items():
             signal.signal(s, h)
+
+
+def _say(message: str) -> None:
+    """One line on stderr without the stream's buffer lock: a handler may interrupt another one."""
+    with contextlib.suppress(OSError):
+        os.write(2, (message + "\n").encode("utf-8", "replace"))
