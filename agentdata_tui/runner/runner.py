@@ -23,6 +23,7 @@ import threading
 import time
 import traceback
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,9 @@ class Runner:
         }
         self._count_lock = threading.Lock()
         self._rollout_seq = 0
+        self._closer = ThreadPoolExecutor(
+            max_workers=max(1, min(8, spec.workers)), thread_name_prefix="sandbox-close"
+        )
         self.fatal: str | None = None  # what broke the run itself, if anything
 
     # -- control ----------------------------------------------------------------------
@@ -215,6 +219,7 @@ class Runner:
                 self.request_stop()
                 self._join(threads)
         finally:
+            self._closer.shutdown(wait=True)  # every sandbox is gone before the run says it ended
             stopped = self._stop.is_set()
             elapsed = round(time.monotonic() - t_start, 3)
             counts = self.counts()
@@ -248,6 +253,20 @@ class Runner:
         return RunOutcome(
             self.spec.output, self.store.dir, self.run_id, written, counts, stopped, elapsed, self.fatal
         )
+
+    def _close_later(self, sandbox: Sandbox) -> None:
+        """Removing a sandbox (a folder, a container) is off the rollout's critical path."""
+
+        def close() -> None:
+            with contextlib.suppress(Exception):
+                sandbox.close()
+            with self._live_lock:
+                self._live.discard(sandbox)
+
+        try:
+            self._closer.submit(close)
+        except RuntimeError:  # the pool is shut down (the run is ending): close here
+            close()
 
     def _join(self, threads: list[threading.Thread]) -> None:
         for t in threads:
@@ -342,13 +361,12 @@ class Runner:
         ctx = RolloutContext(inst.instance_id, task.sample_index, task.attempt, self.run_id)
         sandbox: Sandbox | None = None
         try:
-            sandbox = self.make_sandbox(inst, rollout_id)
-            tag_run(sandbox, self.run_id)
+            inner = self.make_sandbox(inst, rollout_id)
+            tag_run(inner, self.run_id)
+            sandbox = _OverlappedStart(inner, timings)
             with self._live_lock:
                 self._live.add(sandbox)
-            t = time.monotonic()
-            sandbox.start()
-            timings["sandbox_start_s"] = round(time.monotonic() - t, 3)
+            sandbox.start()  # in the background: it overlaps the first model call
             t = time.monotonic()
             agent = Agent(
                 self.spec.config,
@@ -365,7 +383,12 @@ class Runner:
             model_calls, cost, error = result.model_calls, result.cost, result.error
             error_kind = ERROR_KINDS.get(exit_status) if error else None
             if exit_status != "SandboxError":
-                patch, diff_truncated = sandbox.diff()
+                try:
+                    patch, diff_truncated = sandbox.diff()
+                except SandboxError:
+                    if error is None:  # the sandbox broke at the very end: that is the story
+                        raise
+                    # else the agent's own error (e.g. ModelError before any command) stays the story
         except RolloutCancelled as exc:
             cancelled = exc
         except SandboxError as exc:
@@ -377,10 +400,7 @@ class Runner:
             log.error("rollout %s (%s) failed:\n%s", rollout_id, inst.instance_id, traceback.format_exc())
         finally:
             if sandbox is not None:
-                with contextlib.suppress(Exception):
-                    sandbox.close()
-                with self._live_lock:
-                    self._live.discard(sandbox)
+                self._close_later(sandbox)
         if cancelled is not None or self._aborting:
             events.emit(
                 "rollout_finished",
@@ -474,6 +494,51 @@ class Runner:
             except Exception:  # a display problem must not cost a rollout worker
                 log.warning("progress listener failed:\n%s", traceback.format_exc())
         return example
+
+
+class _OverlappedStart:
+    """A sandbox whose ``start`` runs in the background, so preparing it (a copy and git, or a
+    container) overlaps the first model call, which needs no sandbox. The first ``execute`` or
+    ``diff`` waits for it and raises what the start raised."""
+
+    def __init__(self, inner: Sandbox, timings: dict[str, float]) -> None:
+        self.inner = inner
+        self._timings = timings
+        self._done = threading.Event()
+        self._error: BaseException | None = None
+
+    def start(self) -> None:
+        threading.Thread(target=self._start, name="sandbox-start", daemon=True).start()
+
+    def _start(self) -> None:
+        t = time.monotonic()
+        try:
+            self.inner.start()
+        except BaseException as exc:
+            self._error = exc
+        finally:
+            self._timings["sandbox_start_s"] = round(time.monotonic() - t, 3)
+            self._done.set()
+
+    def _ready(self) -> None:
+        self._done.wait()
+        if self._error is not None:
+            raise self._error
+
+    def execute(self, command: str, timeout: float | None = None) -> Any:
+        self._ready()
+        return self.inner.execute(command, timeout)
+
+    def diff(self) -> tuple[str, bool]:
+        self._ready()
+        return self.inner.diff()
+
+    def close(self) -> None:
+        self._done.wait(60)  # a start still running would leave its sandbox behind
+        self.inner.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
 
 
 class _RedactingEventWriter(EventWriter):
