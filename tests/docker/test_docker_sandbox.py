@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import threading
 import time
 import uuid
@@ -233,7 +234,7 @@ def test_cleanup_removes_leftovers_of_dead_processes_only(docker_api):
     docker_api.import_image_from_data(buf.getvalue(), repository="agentdata-tui-test", tag="empty")
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    host = dsb.socket.gethostname()
+    host = socket.gethostname()
     made = []
     for run_id, owner in ((RUN["t-clean"], f"{host}:{dead.pid}"), (RUN["t-clean"], f"{host}:{os.getpid()}")):
         c = docker_api.create_container(
