@@ -46,6 +46,11 @@ else
     log "dockerd is up"
 fi
 
+if ! timeout 10 docker -H tcp://127.0.0.1:2375 info >/dev/null 2>&1; then
+    log "warning: no engine answers on tcp://127.0.0.1:2375 (the docker_remote tests need one:"
+    log "         start dockerd with -H tcp://127.0.0.1:2375 as well)"
+fi
+
 export DOCKER_HOST="unix://$SOCK"
 timeout 1200 bash tests/docker/build_image.sh
 log "ready: $(docker version --format 'engine {{.Server.Version}}, API {{.Server.APIVersion}}')"
