@@ -110,7 +110,9 @@ def run_setting(workers: int, latency: float, rounds: int, keep: Path | None) ->
         server.stdin.close()
         server.wait(30)
     steps, durations = _event_figures(work / "out.run" / "events.jsonl")
-    own = (t_self1.user - t_self0.user) + (t_self1.system - t_self0.system)
+    own_user = t_self1.user - t_self0.user
+    own_sys = t_self1.system - t_self0.system
+    own = own_user + own_sys
     children = (t_self1.children_user - t_self0.children_user) + (
         t_self1.children_system - t_self0.children_system
     )
@@ -129,6 +131,8 @@ def run_setting(workers: int, latency: float, rounds: int, keep: Path | None) ->
         "ideal_per_s": ideal,
         "ratio": achieved / ideal,
         "runner_cpu_ms_per_step": own / steps * 1000 if steps else float("nan"),
+        "runner_user_ms_per_step": own_user / steps * 1000 if steps else float("nan"),
+        "runner_sys_ms_per_step": own_sys / steps * 1000 if steps else float("nan"),
         "children_cpu_ms_per_step": children / steps * 1000 if steps else float("nan"),
         "mean_rollout_s": statistics.mean(durations) if durations else float("nan"),
         "ideal_rollout_s": STEPS * latency,
@@ -179,7 +183,8 @@ def main() -> int:
             f"({r['steps']} steps, {r['errors']} errors) in {r['wall_s']:.1f}s\n"
             f"    throughput {r['rollouts_per_s']:.2f} rollouts/s vs ideal {r['ideal_per_s']:.2f} "
             f"= {r['ratio'] * 100:.1f}% (target >= {TARGET_RATIO * 100:.0f}%) {'OK' if ratio_ok else 'MISSED'}\n"
-            f"    runner CPU {r['runner_cpu_ms_per_step']:.2f} ms/step (target <= {TARGET_CPU_MS:g}) "
+            f"    runner CPU {r['runner_cpu_ms_per_step']:.2f} ms/step (user {r['runner_user_ms_per_step']:.2f}, "
+            f"system {r['runner_sys_ms_per_step']:.2f}; target <= {TARGET_CPU_MS:g}) "
             f"{'OK' if cpu_ok else 'MISSED'}; children CPU {r['children_cpu_ms_per_step']:.2f} ms/step\n"
             f"    one rollout takes {r['mean_rollout_s']:.2f}s on average vs {r['ideal_rollout_s']:g}s of model "
             f"latency ({r['ideal_rollout_s'] / r['mean_rollout_s'] * 100:.1f}%); machine load average "
