@@ -202,3 +202,16 @@ def test_cli_eval_server_bad_flags_are_one_line(tmp_path):
     )
     assert r.returncode == 2 and "nope.json" in r.stderr and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_docker_server_without_dataset_needs_an_image_in_the_request():
+    """Checked before any container is made: a 400 naming the field, not a 500 from Docker."""
+    from agentdata_tui.evaluation.server import BadRequest
+
+    service = EvalService(sandbox="docker", workers=1)
+    body = {"instance_id": "x", "patch": "", "instance": {"eval": {"test_command": "true"}}}
+    with pytest.raises(BadRequest, match="instance.image") as err:
+        service.parse(body)
+    assert err.value.status == 400
+    inst, *_ = service.parse({**body, "instance": {**body["instance"], "image": "img:1"}})
+    assert inst.image == "img:1"
