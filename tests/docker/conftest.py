@@ -171,3 +171,25 @@ def second_daemon(docker_api) -> Iterator[SecondDaemon]:
         daemon.stop()
         log.close()
         shutil.rmtree(root, ignore_errors=True)
+
+
+# -- CI evidence: the docker tests by name, with their outcome, at the end of the run ----------
+
+_RESULTS: dict[str, str] = {}
+
+
+def pytest_runtest_logreport(report) -> None:
+    if "docker" not in report.keywords:
+        return
+    if report.when == "call" or report.outcome != "passed":
+        _RESULTS[report.nodeid] = report.outcome if not hasattr(report, "wasxfail") else "xfail"
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if not _RESULTS:
+        return
+    terminalreporter.section("docker tests (real Docker engine)")
+    for nodeid, outcome in _RESULTS.items():
+        terminalreporter.write_line(f"{outcome.upper():8} {nodeid}")
+    passed = sum(1 for o in _RESULTS.values() if o == "passed")
+    terminalreporter.write_line(f"{passed} of {len(_RESULTS)} docker tests passed")
