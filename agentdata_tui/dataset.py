@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from agentdata_tui.errors import InputError
+from agentdata_tui.errors import InputError, validation_message
 
 
 class EvalSpec(BaseModel):
@@ -72,13 +72,9 @@ def _validate_instance(raw: Any, where: str, label: str) -> Instance:
     try:
         return Instance.model_validate(raw)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"])
         ident = raw.get("instance_id")
         label = f"{label} ({ident})" if ident else label
-        if err["type"] == "missing":
-            raise InputError(f"{label} lacks required field '{loc}'", where=where) from None
-        raise InputError(f"{label}: field '{loc}': {err['msg']}", where=where) from None
+        raise InputError(validation_message(exc, label), where=where) from None
 
 
 def load_dataset(path: str | os.PathLike[str]) -> Dataset:

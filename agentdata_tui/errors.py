@@ -26,5 +26,14 @@ def one_line(text: str) -> str:
     return " ".join(part.strip() for part in text.splitlines() if part.strip())
 
 
+def validation_message(exc, label: str) -> str:
+    """The first problem of a pydantic ``ValidationError`` as one readable phrase about ``label``."""
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"])
+    if err["type"] == "missing":
+        return f"{label} lacks required field '{loc}'"
+    return f"{label}: field '{loc}': {err['msg']}"
+
+
 class InputError(UserError):
     """A file that cannot be read as what it should be (missing, not JSON, truncated, bad field)."""

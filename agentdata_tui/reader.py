@@ -25,7 +25,7 @@ from typing import Any
 import ijson
 from pydantic import ValidationError
 
-from agentdata_tui.errors import InputError
+from agentdata_tui.errors import InputError, validation_message
 from agentdata_tui.records import Example
 
 # Layout written by :mod:`agentdata_tui.writer` (still plain JSON):
@@ -53,11 +53,7 @@ def validate_example(raw: Any, where: str, label: str) -> Example:
     try:
         return Example.model_validate(raw)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"])
-        if err["type"] == "missing":
-            raise InputError(f"{label} lacks required field '{loc}'", where=where) from None
-        raise InputError(f"{label}: field '{loc}': {err['msg']}", where=where) from None
+        raise InputError(validation_message(exc, label), where=where) from None
 
 
 @dataclass
@@ -246,48 +242,38 @@ def _iter_training_data(src: ExampleSource) -> Iterator[RawItem]:
 
 
 def _iter_training_data_ijson(src: ExampleSource, fh) -> Iterator[RawItem]:
+    """Any layout: build each example (and metadata/summary) from ijson's event stream."""
     where = str(src.path)
     index = 0
     builder: ijson.ObjectBuilder | None = None
-    top_builder: ijson.ObjectBuilder | None = None
-    top_key = None
+    target = ""  # what the builder is building: "example", "metadata" or "summary"
     depth = 0
     try:
         for prefix, event, value in ijson.parse(fh, use_float=True):
-            if prefix == "" and event == "map_key":
-                top_key = value
+            if builder is None:
+                if prefix == "examples.item":
+                    target = "example"
+                elif prefix in ("metadata", "summary") and event != "map_key":
+                    target = prefix
+                else:
+                    continue
+                builder = ijson.ObjectBuilder()
+                depth = 0
+            builder.event(event, value)
+            if event in ("start_map", "start_array"):
+                depth += 1
+            elif event in ("end_map", "end_array"):
+                depth -= 1
+            if depth:
                 continue
-            if top_key == "examples" and prefix.startswith("examples.item") or builder is not None:
-                if builder is None:
-                    if event in ("end_array",) and prefix == "examples":
-                        continue
-                    builder = ijson.ObjectBuilder()
-                    depth = 0
-                builder.event(event, value)
-                if event in ("start_map", "start_array"):
-                    depth += 1
-                elif event in ("end_map", "end_array"):
-                    depth -= 1
-                if depth == 0:
-                    yield RawItem(builder.value, f"example {index}")
-                    index += 1
-                    builder = None
-                continue
-            if top_key in ("metadata", "summary") and prefix.startswith(top_key):
-                if top_builder is None:
-                    top_builder = ijson.ObjectBuilder()
-                    depth = 0
-                top_builder.event(event, value)
-                if event in ("start_map", "start_array"):
-                    depth += 1
-                elif event in ("end_map", "end_array"):
-                    depth -= 1
-                if depth == 0:
-                    if top_key == "metadata":
-                        src._metadata = top_builder.value if isinstance(top_builder.value, dict) else {}
-                    else:
-                        src.summary = top_builder.value
-                    top_builder = None
+            built, builder = builder.value, None
+            if target == "example":
+                yield RawItem(built, f"example {index}")
+                index += 1
+            elif target == "metadata":
+                src._metadata = built if isinstance(built, dict) else {}
+            else:
+                src.summary = built
     except ijson.IncompleteJSONError as exc:
         raise InputError(f"truncated JSON ({exc}) after {index} examples", where=where) from None
     except ijson.JSONError as exc:
