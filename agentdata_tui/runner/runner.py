@@ -75,6 +75,10 @@ class Runner:
         }
         self._count_lock = threading.Lock()
         self._rollout_seq = 0
+        self._starter = ThreadPoolExecutor(
+            max_workers=max(1, spec.workers), thread_name_prefix="sandbox-start"
+        )
+        self._go = threading.Event()
         self._closer = ThreadPoolExecutor(
             max_workers=max(1, min(8, spec.workers)), thread_name_prefix="sandbox-close"
         )
@@ -212,6 +216,9 @@ class Runner:
         ]
         for t in threads:
             t.start()
+        # All threads exist before any works: starting a thread waits for it to run, and with
+        # the first ones busy, starting hundreds one by one would spread the start over seconds.
+        self._go.set()
         try:
             try:
                 self._join(threads)
@@ -219,6 +226,7 @@ class Runner:
                 self.request_stop()
                 self._join(threads)
         finally:
+            self._starter.shutdown(wait=True)
             self._closer.shutdown(wait=True)  # every sandbox is gone before the run says it ended
             stopped = self._stop.is_set()
             elapsed = round(time.monotonic() - t_start, 3)
@@ -295,6 +303,7 @@ class Runner:
             return self._queue.popleft() if self._queue else None
 
     def _worker(self, worker: int) -> None:
+        self._go.wait()
         while (task := self._next_task()) is not None:
             while True:
                 try:
@@ -363,7 +372,7 @@ class Runner:
         try:
             inner = self.make_sandbox(inst, rollout_id)
             tag_run(inner, self.run_id)
-            sandbox = _OverlappedStart(inner, timings)
+            sandbox = _OverlappedStart(inner, timings, self._starter)
             with self._live_lock:
                 self._live.add(sandbox)
             sandbox.start()  # in the background: it overlaps the first model call
@@ -501,14 +510,20 @@ class _OverlappedStart:
     container) overlaps the first model call, which needs no sandbox. The first ``execute`` or
     ``diff`` waits for it and raises what the start raised."""
 
-    def __init__(self, inner: Sandbox, timings: dict[str, float]) -> None:
+    def __init__(self, inner: Sandbox, timings: dict[str, float], pool: ThreadPoolExecutor) -> None:
         self.inner = inner
         self._timings = timings
+        self._pool = pool
         self._done = threading.Event()
         self._error: BaseException | None = None
 
     def start(self) -> None:
-        threading.Thread(target=self._start, name="sandbox-start", daemon=True).start()
+        # A pooled thread: starting a fresh one waits for it to run, which under GIL contention
+        # with hundreds of workers costs more than the model call this start hides behind.
+        try:
+            self._pool.submit(self._start)
+        except RuntimeError:  # the pool is shut down: the run is ending, start inline
+            self._start()
 
     def _start(self) -> None:
         t = time.monotonic()
