@@ -1,8 +1,9 @@
 """Generation runs: many rollouts at once, each recorded the moment it ends (DESIGN §3).
 
 A worker thread per ``--workers`` slot takes (instance, sample) tasks from a shared queue and,
-per attempt: builds a sandbox, runs the agent, takes the diff, closes the sandbox, evaluates
-the patch and appends the example to ``examples.jsonl``. One rollout's exception never stops
+per attempt: builds a sandbox (prepared in the background while the first model call is out),
+runs the agent, takes the diff, hands the sandbox to a closer thread, evaluates the patch and
+appends the example to ``examples.jsonl``. One rollout's exception never stops
 the others: it becomes an example with ``error`` set. The runner tells the world what happens
 through ``events.jsonl`` (the dashboard's interface) and in-process listeners (the progress
 display) — it knows nothing of who listens.
