@@ -276,13 +276,12 @@ class DockerSandbox:
         if self._closed or self.container_id is None:
             raise SandboxError("the sandbox is closed or was never started")
         timeout = self.config.timeout if timeout is None else timeout
-        # stderr joins stdout inside the container: the observation keeps the exact order of
-        # both (separate exec streams are copied by separate goroutines and may interleave).
-        argv = ["sh", "-c", 'exec "$@" 2>&1', "sh", *self.config.effective_interpreter(), command]
+        argv = ["sh", "-c", _RUN_TIMED, "sh", *self.config.effective_interpreter(), command]
         t0 = time.monotonic()
-        out = _Output()
+        out = _Output(keep_stderr=False)
         exit_code, timed_out = self._exec(argv, timeout, out)
         elapsed = time.monotonic() - t0
+        measured = _measured_time(out.stderr_text())
         if timed_out or (exit_code == 137 and elapsed >= timeout - 0.5):
             return ExecResult(
                 output=out.text(),
@@ -296,7 +295,7 @@ class DockerSandbox:
         return ExecResult(
             output=out.text(),
             returncode=-1 if exit_code is None else exit_code,
-            exec_time_s=round(elapsed, 4),
+            exec_time_s=round(measured if measured is not None else elapsed, 4),
             output_truncated=out.truncated,
         )
 
@@ -469,6 +468,25 @@ class DockerSandbox:
     def _lost(self, exc: BaseException) -> SandboxError:
         name = self.server.name if self.server else "docker"
         return SandboxError(f"docker server {name}: lost the command's stream: {_short(exc)}")
+
+
+# The wrapper of every agent/evaluation command: its stderr joins stdout inside the container,
+# so the observation keeps the exact order of both (the two exec streams are copied by
+# separate goroutines and may interleave); our stderr carries only the command's own start and
+# end times, so exec_time_s (benchmarks!) does not include the Engine API's round trips.
+_RUN_TIMED = (
+    'a=$(date +%s%N 2>/dev/null); "$@" 2>&1; rc=$?; '
+    'echo "agentdata-time $a $(date +%s%N 2>/dev/null)" >&2; exit $rc'
+)
+
+
+def _measured_time(stderr: str) -> float | None:
+    """Seconds between the wrapper's two timestamps; None when absent (killed) or unparsable."""
+    for line in reversed(stderr.splitlines()):
+        parts = line.split()
+        if len(parts) == 3 and parts[0] == "agentdata-time" and parts[1].isdigit() and parts[2].isdigit():
+            return max(0.0, (int(parts[2]) - int(parts[1])) / 1e9)
+    return None
 
 
 # -- exec stream ---------------------------------------------------------------------------------

@@ -176,10 +176,16 @@ def second_daemon(docker_api) -> Iterator[SecondDaemon]:
 # -- CI evidence: the docker tests by name, with their outcome, at the end of the run ----------
 
 _RESULTS: dict[str, str] = {}
+_MARKED: set[str] = set()
+
+
+def pytest_itemcollected(item) -> None:
+    if item.get_closest_marker("docker") is not None:
+        _MARKED.add(item.nodeid)
 
 
 def pytest_runtest_logreport(report) -> None:
-    if "docker" not in report.keywords:
+    if report.nodeid not in _MARKED:
         return
     if report.when == "call" or report.outcome != "passed":
         _RESULTS[report.nodeid] = report.outcome if not hasattr(report, "wasxfail") else "xfail"

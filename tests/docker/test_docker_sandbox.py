@@ -89,7 +89,9 @@ def test_commands_timeouts_diff_and_removal(docker_api, docker_tcp):
         res = sb.execute("pwd; echo $GREETING; echo oops >&2; env | grep -c AGENTDATA_TEST_SECRET; exit 3")
         assert res.returncode == 3 and not res.timed_out
         assert res.output.splitlines()[:3] == ["/app/pager", "hello", "oops"]
-        assert secret not in res.output
+        assert secret not in res.output and "agentdata-time" not in res.output
+        res = sb.execute("sleep 0.3")
+        assert 0.29 < res.exec_time_s < 2  # timed inside the container, API round trips excluded
 
         # In-container timeout: killed and flagged, well before the client-side bound.
         t0 = time.monotonic()

@@ -83,3 +83,9 @@ def test_images_needed_names_the_instance_without_one():
     assert dsb.images_needed([a, b], EnvironmentConfig(image="img:2")) == ["img:1", "img:2"]
     with pytest.raises(UserError, match="instance b has no 'image'"):
         dsb.images_needed([a, b], EnvironmentConfig())
+
+
+def test_command_time_is_measured_inside_the_container():
+    assert dsb._measured_time("agentdata-time 1000000000 1250000000\n") == 0.25
+    assert dsb._measured_time("noise\nagentdata-time 5 x") is None  # date without %N support
+    assert dsb._measured_time("") is None  # killed before the end: the caller uses its own clock
