@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import shutil
 import signal
 import socket
+import subprocess
 import threading
 import time
 import uuid
 
 import pytest
-from dockerutil import IMAGE, containers_with, wait_for
+from dockerutil import DEMO, IMAGE, containers_with, docker_dataset, wait_for
 
 from agentdata_tui.config import EnvironmentConfig
 from agentdata_tui.dataset import Instance
@@ -190,7 +193,7 @@ def test_daemon_that_dies_mid_command_is_a_sandbox_error(second_daemon, monkeypa
         assert time.monotonic() - t0 < 15
 
 
-def test_builtin_evaluator_grades_in_a_fresh_container(docker_api):
+def test_builtin_evaluator_grades_in_a_fresh_container(docker_api, tmp_path):
     cfg = EnvironmentConfig(environment_class="docker", timeout=60)
     opened: list[dsb.DockerSandbox] = []
 
@@ -204,8 +207,31 @@ def test_builtin_evaluator_grades_in_a_fresh_container(docker_api):
     assert (good.reward, good.success, good.info["status"]) == (1.0, True, "correct")
     bad = ev.evaluate(_pager().to_dict(), "", run_id=RUN["t-eval"])
     assert (bad.reward, bad.success, bad.info["status"]) == (0.0, False, "tests_failed")
-    assert len(opened) == 2 and len({sb.container_id for sb in opened}) == 2
+
+    # The performance task: tests, then base and patched benchmark timed in the container.
+    (perf,) = json.loads(docker_dataset(tmp_path / "ds.json", ["demo__dedupe-perf"]).read_text())
+    fast = ev.evaluate(perf, _dedupe_fix(tmp_path), run_id=RUN["t-eval"])
+    assert fast.info["status"] == "correct" and fast.success, fast.info
+    assert fast.speedup > 1.5 and 0 < fast.reward <= 1
+    assert len(fast.info["base_times"]) == len(fast.info["patched_times"]) == 5
+
+    assert len(opened) == 3 and len({sb.container_id for sb in opened}) == 3
     assert containers_with(docker_api, run_id=RUN["t-eval"]) == []
+
+
+def _dedupe_fix(tmp_path) -> str:
+    """The demo's scripted fix of the dedupe task as a patch (made with git, as a rollout would)."""
+    replies = json.loads((DEMO / "replies.json").read_text())["demo__dedupe-perf"]
+    (reply,) = [r for r in replies if "cat <<'EOF' > dupes.py" in r]
+    body = reply.split("cat <<'EOF' > dupes.py\n", 1)[1].split("\nEOF", 1)[0] + "\n"
+    repo = tmp_path / "dedupe"
+    shutil.copytree(DEMO / "repos" / "dedupe", repo)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], cwd=repo, check=True)
+    subprocess.run([*git, "add", "-A"], cwd=repo, check=True)
+    subprocess.run([*git, "commit", "-qm", "base"], cwd=repo, check=True)
+    (repo / "dupes.py").write_text(body)
+    return subprocess.run(["git", "diff"], cwd=repo, check=True, capture_output=True, text=True).stdout
 
 
 def test_preflight_names_the_server_or_the_image(docker_api, docker_tcp):
