@@ -319,3 +319,24 @@ def test_generate_single_from_a_training_data_file(tmp_path: Path) -> None:
     (ex,) = list(open_input(second))
     assert ex.instance_id == "task-000" and ex.attempt == 1 and len(ex.messages) == 5
     assert "Write data-task-000" in prompt
+
+
+def test_unreachable_model_server_fails_fast(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    dataset = write_dataset(tmp_path, 1)
+    base = f"http://127.0.0.1:{_free_port()}/v1"
+    code = main(
+        [
+            "generate-multi",
+            "--dataset",
+            str(dataset),
+            "--base-url",
+            base,
+            "--model",
+            "m",
+            "--output",
+            str(tmp_path / "o.json"),
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and "cannot reach" in err and "agentdata-tui check" in err
+    assert not (tmp_path / "o.run").exists()

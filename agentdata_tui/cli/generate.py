@@ -365,6 +365,8 @@ def _generate(
     secrets = [s for s in (api_key, eval_token) if s]
     base_url = resolve_base_url(args)
     model_name = resolve_model_name(base_url, api_key, args.model, config.model)
+    if args.model or config.model.model_name:  # not asked yet: make sure someone answers at all
+        _probe_model_server(base_url, api_key)
     temperature, max_tokens = _model_defaults(config, args)
     if kind in ("docker", "docker_remote"):
         from agentdata_tui.sandbox.docker import images_needed, preflight
@@ -420,6 +422,22 @@ def _generate(
         )
     finally:
         model.close()
+
+
+def _probe_model_server(base_url: str, api_key: str | None) -> None:
+    """A server that cannot be reached fails the run now, not after every rollout's retries."""
+    from agentdata_tui.interfaces import ModelError
+    from agentdata_tui.model.client import list_models
+
+    try:
+        list_models(base_url, api_key, timeout=15)
+    except ModelError as exc:
+        text = str(exc)
+        if "cannot reach" in text or "no answer" in text:
+            raise UserError(
+                f"{text} (check it with: agentdata-tui check --base-url {public_url(base_url)})"
+            ) from None
+        print(f"warning: {text}; going on with the run", file=sys.stderr)  # e.g. a server without /models
 
 
 def execute_run(
