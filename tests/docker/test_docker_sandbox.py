@@ -259,7 +259,10 @@ def test_cleanup_removes_leftovers_of_dead_processes_only(docker_api):
     with tarfile.open(fileobj=buf, mode="w") as tar:
         info = tarfile.TarInfo("empty")
         tar.addfile(info, io.BytesIO(b""))
-    docker_api.import_image_from_data(buf.getvalue(), repository="agentdata-tui-test", tag="empty")
+    try:
+        docker_api.inspect_image("agentdata-tui-test:empty")
+    except Exception:
+        docker_api.import_image_from_data(buf.getvalue(), repository="agentdata-tui-test", tag="empty")
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     host = socket.gethostname()
