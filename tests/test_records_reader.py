@@ -176,3 +176,14 @@ def test_writer_failure_keeps_previous_file(tmp_path: Path) -> None:
         raise RuntimeError("boom")
     assert out.read_text() == "precious"
     assert [p.name for p in tmp_path.iterdir()] == ["keep.json"]
+
+
+def test_outputs_get_ordinary_permissions(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    out = tmp_path / "perm.json"
+    write_training_data(out, [make_example(1)])
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~mask

@@ -178,7 +178,7 @@ class LocalSandbox:
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
-                process_group=0,
+                start_new_session=True,  # its own process group (and session): a timeout kills them all
                 close_fds=True,
             )
         except OSError as exc:

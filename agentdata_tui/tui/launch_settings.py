@@ -131,7 +131,7 @@ class LaunchSettings(BaseModel):
     def local_sandbox_warning(self) -> str | None:
         if self.environment_class == "local":
             return (
-                "The local sandbox runs the model's commands on this machine, in the task's folder: "
+                "The local sandbox runs the model's commands on this machine, in a temporary copy of the task's repo: "
                 "use docker for untrusted models."
             )
         return None
