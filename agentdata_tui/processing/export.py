@@ -15,7 +15,6 @@ lines in input order. So a one-shot iterator is enough, and the input is parsed 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import random
 import tempfile
@@ -126,7 +125,7 @@ def clean_message(msg: dict[str, Any], reasoning: Reasoning = "inline") -> dict[
     out: dict[str, Any] = {
         "role": role if role.__class__ is str else str(role or ""),
         "content": content,
-        "tool_calls": json.dumps(tool_calls_of(calls), ensure_ascii=False) if calls else "",
+        "tool_calls": to_json(tool_calls_of(calls)).decode() if calls else "",
         "tool_call_id": "" if tcid is None else str(tcid),
     }
     if reasoning == "field":
