@@ -56,14 +56,49 @@ def validate_example(raw: Any, where: str, label: str) -> Example:
         raise InputError(validation_message(exc, label), where=where) from None
 
 
-@dataclass
 class RawItem:
-    """A raw example dict and where it came from (for error messages and the browser's index)."""
+    """One example as read, and where it came from (for error messages and the browser's index).
 
-    data: dict[str, Any]
-    label: str
-    offset: int | None = None
-    length: int | None = None
+    Line-per-example inputs hand over the line's bytes and parse them only when asked: counting
+    or indexing needs no parse, and :meth:`example` validates straight from the bytes with
+    pydantic-core, about twice as fast as ``json.loads`` followed by validation.
+    """
+
+    __slots__ = ("_data", "raw", "label", "offset", "length", "where")
+
+    def __init__(
+        self,
+        data: Any = None,
+        label: str = "",
+        offset: int | None = None,
+        length: int | None = None,
+        *,
+        raw: bytes | None = None,
+        where: str = "",
+    ) -> None:
+        self._data = data
+        self.raw = raw
+        self.label = label
+        self.offset = offset
+        self.length = length
+        self.where = where
+
+    @property
+    def data(self) -> Any:
+        if self._data is None and self.raw is not None:
+            try:
+                self._data = json.loads(self.raw)
+            except ValueError as exc:
+                raise InputError(f"{self.label}: not valid JSON: {exc}", where=self.where) from None
+        return self._data
+
+    def example(self) -> Example:
+        if self._data is None and self.raw is not None:
+            try:
+                return Example.model_validate_json(self.raw)
+            except ValidationError:
+                pass  # the slow path below words the error (bad JSON, not an object, a field)
+        return validate_example(self.data, self.where, self.label)
 
 
 @dataclass
@@ -79,7 +114,8 @@ class ExampleSource:
     def __iter__(self) -> Iterator[Example]:
         where = str(self.path)
         for item in self.iter_raw():
-            yield validate_example(item.data, where, item.label)
+            item.where = item.where or where
+            yield item.example()
 
     def iter_raw(self) -> Iterator[RawItem]:
         return _RAW_READERS[self.kind](self)
@@ -224,13 +260,7 @@ def _iter_training_data(src: ExampleSource) -> Iterator[RawItem]:
             if not line.endswith(b"\n"):
                 raise InputError(f"truncated JSON: the file ends inside example {index}", where=where)
             body = line[:-2] if line.endswith(b",\n") else line[:-1]
-            try:
-                raw = json.loads(body)
-            except ValueError as exc:
-                raise InputError(
-                    f"line {line_no} (example {index}): not valid JSON: {exc}", where=where
-                ) from None
-            yield RawItem(raw, f"example {index} (line {line_no})", offset, len(line))
+            yield RawItem(None, f"example {index} (line {line_no})", offset, len(line), raw=body, where=where)
             index += 1
         rest = fh.read(1 << 20)
         if rest.startswith(SUMMARY_PREFIX):
@@ -318,15 +348,16 @@ def _iter_jsonl_file(path: Path) -> Iterator[RawItem]:
             line_no += 1
             if not line.strip():
                 continue
-            try:
-                raw = json.loads(line)
-            except ValueError as exc:
-                at_end = not line.endswith(b"\n") or not fh.peek(1)
-                if at_end:
+            item = RawItem(None, f"line {line_no}", offset, len(line), raw=line, where=where)
+            if not line.endswith(b"\n") or not fh.peek(1):
+                # The last line: a killed writer may have left it half-written. Only this one
+                # is parsed here; any other bad line is reported when it is read.
+                try:
+                    json.loads(line)
+                except ValueError:
                     _warn(f"{where}: line {line_no}: torn last line skipped (a killed writer leaves one)")
                     return
-                raise InputError(f"line {line_no}: not valid JSON: {exc}", where=where) from None
-            yield RawItem(raw, f"line {line_no}", offset, len(line))
+            yield item
             index += 1
 
 

@@ -80,7 +80,7 @@ def write_filtered(
     ``summary_extra(count)`` may add figures to the summary once the stream is done (the CLI
     records how many examples were read and dropped there).
     """
-    with TrainingDataWriter(output, scrub_secrets(metadata or {}), compact=True) as writer:
+    with TrainingDataWriter(output, scrub_secrets(metadata or {})) as writer:
         summary = ExtendedSummary()
         writer.summary = summary
         for ex in _iterate(examples):

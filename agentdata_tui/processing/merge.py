@@ -48,7 +48,7 @@ def merge(
     result = MergeResult()
     seen: set[tuple[str, int, int]] = set()
     summary = ExtendedSummary()
-    with TrainingDataWriter(output, metadata, compact=True) as writer:
+    with TrainingDataWriter(output, metadata) as writer:
         writer.summary = summary
         for src in sources:
             read = dups = 0

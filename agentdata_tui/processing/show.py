@@ -12,7 +12,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from agentdata_tui.errors import InputError
-from agentdata_tui.reader import RawItem, open_input, validate_example
+from agentdata_tui.reader import RawItem, open_input
 from agentdata_tui.records import Example
 
 if TYPE_CHECKING:
@@ -65,7 +65,8 @@ def find_example(path: str | os.PathLike[str], index: int) -> Example:
             + (f" (valid: 0..{total - 1} or -{total}..-1)" if total else ""),
             where=where,
         )
-    return validate_example(found.data, where, found.label)
+    found.where = found.where or where
+    return found.example()
 
 
 def _json(obj: Any) -> RenderableType:

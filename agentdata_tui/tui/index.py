@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agentdata_tui.reader import ExampleSource, RawItem, open_input, read_example_at, validate_example
+from agentdata_tui.reader import ExampleSource, RawItem, open_input, read_example_at
 from agentdata_tui.records import Example
 
 SEARCH_CHARS = 20_000  # problem-statement characters kept for the text filter
@@ -185,7 +185,8 @@ class ExampleIndex:
                 return
             pos = len(self.rows)
             if not self.by_offset or item.offset is None:
-                self._held[pos] = validate_example(item.data, str(self.path), item.label)
+                item.where = item.where or str(self.path)
+                self._held[pos] = item.example()
             row = row_from_raw(pos, item)
             self.rows.append(row)
             batch.append(row)
