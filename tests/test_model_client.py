@@ -391,3 +391,15 @@ def test_server_in_a_child_process_answers_scripts():
         assert model.query([{"role": "user", "content": "task-9"}]).content == "nine"
         child = proc.proc
     assert child.returncode == 0
+
+
+def test_environment_proxies_read_once_and_no_proxy_honoured(monkeypatch):
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    model = OpenAIModel("http://gpu1.example:8000/v1", None, "m", ModelConfig())
+    assert model._session.proxies.get("http") == "http://127.0.0.1:9"
+    assert model._session.trust_env is False
+    monkeypatch.setenv("NO_PROXY", "gpu1.example")
+    bypass = OpenAIModel("http://gpu1.example:8000/v1", None, "m", ModelConfig())
+    assert "http" not in bypass._session.proxies

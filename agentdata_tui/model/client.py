@@ -109,7 +109,7 @@ def _keep_headers(request: requests.PreparedRequest) -> requests.PreparedRequest
 
 
 def _session(
-    api_key: str | None, pool_size: int, extra_headers: dict[str, str] | None = None
+    url: str, api_key: str | None, pool_size: int, extra_headers: dict[str, str] | None = None
 ) -> requests.Session:
     session = requests.Session()
     adapter = HTTPAdapter(pool_connections=2, pool_maxsize=max(1, pool_size), max_retries=0)
@@ -118,6 +118,14 @@ def _session(
     # Proxies and CA bundles from the environment stay honoured, but a ~/.netrc entry must not
     # replace our Authorization header: a session-level auth (a no-op) turns netrc lookup off.
     session.auth = _keep_headers
+    # Read the environment's proxies and CA bundle once, not on every request (~0.8 ms of CPU
+    # per call with hundreds of workers): then the session stops looking at the environment.
+    env = session.merge_environment_settings(url, {}, None, None, None)
+    session.proxies.update(env.get("proxies") or {})
+    session.verify = env.get("verify", True)
+    if env.get("cert"):
+        session.cert = env["cert"]
+    session.trust_env = False
     session.headers.update(extra_headers or {})
     if api_key:
         session.headers["Authorization"] = f"Bearer {api_key}"
@@ -154,7 +162,7 @@ class OpenAIModel:
         self._url = f"{self.base_url}/chat/completions"
         self._body = self._static_body(config, temperature, max_tokens)
         kw_headers = config.model_kwargs.get("extra_headers") or {}
-        self._session = _session(self._key, pool_size, {**kw_headers, **config.extra_headers})
+        self._session = _session(self._url, self._key, pool_size, {**kw_headers, **config.extra_headers})
         limit = config.max_concurrent_requests
         self._semaphore = threading.BoundedSemaphore(limit) if limit > 0 else None
         timeout = config.model_kwargs.get("timeout") or config.request_timeout
@@ -357,7 +365,7 @@ def list_models(base_url: str, api_key: str | None, timeout: float = 10) -> list
     def scrub(text: str) -> str:
         return text.replace(api_key, "***") if api_key else text
 
-    with _session(api_key, 1) as session:
+    with _session(url, api_key, 1) as session:
         try:
             resp = session.get(url, timeout=(min(timeout, 10.0), timeout))
         except requests.Timeout:
