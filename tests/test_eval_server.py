@@ -8,36 +8,16 @@ import re
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 import requests
+from demo_patches import DEMO, PAGER, PAGER_FIX
 
 from agentdata_tui.config import EnvironmentConfig
 from agentdata_tui.dataset import load_dataset
 from agentdata_tui.evaluation import EvalServerClient
 from agentdata_tui.evaluation.client import EvaluationError
 from agentdata_tui.evaluation.server import EvalHTTPServer, EvalService
-
-REPO = Path(__file__).resolve().parents[1]
-DEMO = REPO / "agentdata_tui" / "demo" / "data"
-PAGER_FIX = "\n".join(
-    [
-        "--- a/paginator.py",
-        "+++ b/paginator.py",
-        "@@ -10,7 +10,7 @@ def page_count(total, per_page):",
-        " ",
-        " def page_range(total, per_page):",
-        '     """1-based page numbers to show in the pagination footer."""',
-        "-    return range(1, page_count(total, per_page))",
-        "+    return range(1, page_count(total, per_page) + 1)",
-        " ",
-        " ",
-        " def get_page(items, page, per_page=10):",
-        "",
-    ]
-)
-PAGER = "demo__pager-last-page"
 
 
 @pytest.fixture

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from demo_patches import DEMO, PAGER, PAGER_FIX
 
 from agentdata_tui.dataset import load_dataset
 from agentdata_tui.evaluation import BuiltinEvaluator, EvalServerClient
@@ -16,26 +16,6 @@ from agentdata_tui.records import Example
 from agentdata_tui.regrade import regrade
 from agentdata_tui.sandbox import SandboxContext, make_sandbox
 from agentdata_tui.writer import write_training_data
-
-REPO = Path(__file__).resolve().parents[1]
-DEMO = REPO / "agentdata_tui" / "demo" / "data"
-PAGER = "demo__pager-last-page"
-PAGER_FIX = "\n".join(
-    [
-        "--- a/paginator.py",
-        "+++ b/paginator.py",
-        "@@ -10,7 +10,7 @@ def page_count(total, per_page):",
-        " ",
-        " def page_range(total, per_page):",
-        '     """1-based page numbers to show in the pagination footer."""',
-        "-    return range(1, page_count(total, per_page))",
-        "+    return range(1, page_count(total, per_page) + 1)",
-        " ",
-        " ",
-        " def get_page(items, page, per_page=10):",
-        "",
-    ]
-)
 
 
 def _example(instance_id: str, patch: str, reward: float, **extra) -> Example:

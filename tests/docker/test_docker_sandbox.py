@@ -14,6 +14,7 @@ import time
 import uuid
 
 import pytest
+from demo_patches import PAGER_FIX
 from dockerutil import DEMO, IMAGE, containers_with, docker_dataset, wait_for
 
 from agentdata_tui.config import EnvironmentConfig
@@ -29,23 +30,6 @@ pytestmark = pytest.mark.docker
 # Run ids unique per session: other sessions may run these tests on the same engine at once.
 _UID = uuid.uuid4().hex[:6]
 RUN = {name: f"{name}-{_UID}" for name in ("t-basics", "t-killed", "t-dies", "t-eval", "t-clean")}
-
-FIX = "\n".join(
-    [
-        "--- a/paginator.py",
-        "+++ b/paginator.py",
-        "@@ -10,7 +10,7 @@ def page_count(total, per_page):",
-        " ",
-        " def page_range(total, per_page):",
-        '     """1-based page numbers to show in the pagination footer."""',
-        "-    return range(1, page_count(total, per_page))",
-        "+    return range(1, page_count(total, per_page) + 1)",
-        " ",
-        " ",
-        " def get_page(items, page, per_page=10):",
-        "",
-    ]
-)
 
 
 def _pager(**extra) -> Instance:
@@ -203,7 +187,7 @@ def test_builtin_evaluator_grades_in_a_fresh_container(docker_api, tmp_path):
         return sb
 
     ev = BuiltinEvaluator(factory)
-    good = ev.evaluate(_pager().to_dict(), FIX, run_id=RUN["t-eval"])
+    good = ev.evaluate(_pager().to_dict(), PAGER_FIX, run_id=RUN["t-eval"])
     assert (good.reward, good.success, good.info["status"]) == (1.0, True, "correct")
     bad = ev.evaluate(_pager().to_dict(), "", run_id=RUN["t-eval"])
     assert (bad.reward, bad.success, bad.info["status"]) == (0.0, False, "tests_failed")
