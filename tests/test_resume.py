@@ -120,7 +120,9 @@ def test_sigkill_midway_then_resume_gives_one_example_per_pair(tmp_path: Path) -
     assert "[20/20]" in res.stdout or "20/20" in res.stdout
     assert "torn" in res.stderr
     _assert_no_secret(out, out.with_suffix(".run"), log)
-    assert log.read_text().count("finished task-") >= 20
+    # The killed run may die between recording an example and logging it: count only what
+    # the resumed run must have logged, the rollouts it ran itself.
+    assert log.read_text().count("finished task-") >= 20 - before
 
 
 @pytest.mark.slow
