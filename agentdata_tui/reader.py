@@ -216,8 +216,6 @@ def _sniff_json(p: Path) -> str:
                     return "training_data"
     except ijson.JSONError as exc:
         raise InputError(f"not valid JSON: {exc}", where=str(p)) from None
-    except ijson.IncompleteJSONError as exc:  # pragma: no cover - subclass of JSONError in most backends
-        raise InputError(f"truncated JSON: {exc}", where=str(p)) from None
     return "training_data"
 
 
@@ -339,7 +337,6 @@ def _iter_jsonl_file(path: Path) -> Iterator[RawItem]:
     where = str(path)
     with open(path, "rb") as fh:
         line_no = 0
-        index = 0
         while True:
             offset = fh.tell()
             line = fh.readline()
@@ -358,7 +355,6 @@ def _iter_jsonl_file(path: Path) -> Iterator[RawItem]:
                     _warn(f"{where}: line {line_no}: torn last line skipped (a killed writer leaves one)")
                     return
             yield item
-            index += 1
 
 
 def _iter_jsonl(src: ExampleSource) -> Iterator[RawItem]:
