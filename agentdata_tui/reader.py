@@ -14,8 +14,11 @@ Nothing here loads a whole large file: memory stays flat as files grow.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
+import re
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -26,7 +29,7 @@ import ijson
 from pydantic import ValidationError
 
 from agentdata_tui.errors import InputError, validation_message
-from agentdata_tui.records import Example
+from agentdata_tui.records import Example, with_ids
 
 # Layout written by :mod:`agentdata_tui.writer` (still plain JSON):
 #   {"metadata": {...},\n"examples": [\n{ex},\n{ex}\n],\n"summary": {...}}\n
@@ -109,16 +112,44 @@ class ExampleSource:
     kind: str  # training_data | jsonl | run_dir | trajectory | trajectory_dir
     _metadata: dict[str, Any] | None = field(default=None, repr=False)
     summary: dict[str, Any] | None = field(default=None, repr=False)
+    # A run folder or a .jsonl of attempts yields the latest attempt per (instance, sample)
+    # unless every attempt is asked for (DESIGN §3: readers agree with X.json).
+    all_attempts: bool = False
+    _run_id: str | None = field(default=None, repr=False)
 
     # -- public API ---------------------------------------------------------
     def __iter__(self) -> Iterator[Example]:
         where = str(self.path)
         for item in self.iter_raw():
             item.where = item.where or where
-            yield item.example()
+            yield self.example_of(item)
+
+    def example_of(self, item: RawItem) -> Example:
+        """The validated example of ``item``, with its run and rollout ids (derived if missing)."""
+        return with_ids(item.example(), lambda: self.run_id)
 
     def iter_raw(self) -> Iterator[RawItem]:
+        if self.kind in ("jsonl", "run_dir") and not self.all_attempts:
+            return _iter_latest_attempts(self.data_file)
         return _RAW_READERS[self.kind](self)
+
+    @property
+    def run_id(self) -> str:
+        """The input's run id: the one its run record or metadata names, else one from its content."""
+        if self._run_id is None:
+            rid = None
+            if self.kind == "run_dir":
+                try:
+                    data = json.loads((self.path / "run.json").read_text(encoding="utf-8"))
+                    rid = data.get("run_id") if isinstance(data, dict) else None
+                except (OSError, ValueError):
+                    rid = None
+            if not rid and self.kind in ("training_data", "run_dir"):
+                rid = self.metadata.get("run_id")
+            if not isinstance(rid, str) or not rid:
+                rid = "sha-" + _content_hash(self.data_file)
+            self._run_id = rid
+        return self._run_id
 
     @property
     def metadata(self) -> dict[str, Any]:
@@ -144,18 +175,23 @@ class ExampleSource:
         return self.path
 
 
-def open_input(path: str | os.PathLike[str]) -> ExampleSource:
-    """Recognise what ``path`` is, or raise an :class:`InputError` naming it."""
+def open_input(path: str | os.PathLike[str], *, all_attempts: bool = False) -> ExampleSource:
+    """Recognise what ``path`` is, or raise an :class:`InputError` naming it.
+
+    ``all_attempts``: a run folder or a ``.jsonl`` yields every recorded attempt, superseded
+    ones included (each example says which ``attempt`` it is); by default only the latest
+    attempt per (instance_id, sample_index), the same examples as the run's ``X.json``.
+    """
     p = Path(path)
     if not p.exists():
-        run_dir = p.with_suffix(".run") if p.suffix == ".json" else None
+        run_dir = p.with_name(p.name[: -len(".json")] + ".run") if p.name.endswith(".json") else None
         if run_dir is not None and (run_dir / "examples.jsonl").exists():
             # A run still going (or killed): its final JSON is not written yet.
-            return ExampleSource(run_dir, "run_dir")
+            return ExampleSource(run_dir, "run_dir", all_attempts=all_attempts)
         raise InputError("no such file or folder", where=str(p))
     if p.is_dir():
         if (p / "examples.jsonl").is_file():
-            return ExampleSource(p, "run_dir")
+            return ExampleSource(p, "run_dir", all_attempts=all_attempts)
         if any(_iter_traj_files(p)):
             return ExampleSource(p, "trajectory_dir")
         raise InputError(
@@ -163,14 +199,26 @@ def open_input(path: str | os.PathLike[str]) -> ExampleSource:
             where=str(p),
         )
     if p.name.endswith(".jsonl"):
-        return ExampleSource(p, "jsonl")
+        return ExampleSource(p, "jsonl", all_attempts=all_attempts)
     if p.name.endswith(TRAJ_SUFFIXES):
         return ExampleSource(p, "trajectory")
     return ExampleSource(p, _sniff_json(p))
 
 
-def read_examples(path: str | os.PathLike[str]) -> Iterator[Example]:
-    return iter(open_input(path))
+def read_examples(path: str | os.PathLike[str], *, all_attempts: bool = False) -> Iterator[Example]:
+    return iter(open_input(path, all_attempts=all_attempts))
+
+
+def _content_hash(path: Path) -> str:
+    """A short hash of a file's bytes (or of a folder's trajectory files): the run id of a record
+    that names none."""
+    h = hashlib.sha256()
+    files = [path] if path.is_file() else list(_iter_traj_files(path)) if path.is_dir() else []
+    for f in files:
+        with contextlib.suppress(OSError), open(f, "rb") as fh:
+            while chunk := fh.read(1 << 20):
+                h.update(chunk)
+    return h.hexdigest()[:16]
 
 
 def read_example_at(path: str | os.PathLike[str], offset: int, length: int | None = None) -> Example:
@@ -333,12 +381,14 @@ def _iter_json_array(src: ExampleSource) -> Iterator[RawItem]:
 # -- JSONL and run folders -----------------------------------------------------
 
 
-def _iter_jsonl_file(path: Path) -> Iterator[RawItem]:
+def _iter_jsonl_file(path: Path, *, end: int | None = None, warn: bool = True) -> Iterator[RawItem]:
     where = str(path)
     with open(path, "rb") as fh:
         line_no = 0
         while True:
             offset = fh.tell()
+            if end is not None and offset >= end:
+                return
             line = fh.readline()
             if not line:
                 return
@@ -352,8 +402,58 @@ def _iter_jsonl_file(path: Path) -> Iterator[RawItem]:
                 try:
                     json.loads(line)
                 except ValueError:
-                    _warn(f"{where}: line {line_no}: torn last line skipped (a killed writer leaves one)")
+                    if warn:
+                        _warn(f"{where}: line {line_no}: torn last line skipped (a killed writer leaves one)")
                     return
+            yield item
+
+
+# The run store writes each attempt's identity first (see RunStore.append): its key is read
+# from the line's head without parsing the whole conversation. Other layouts are parsed.
+_STR = rb'"(?:[^"\\]|\\.)*"'
+_HEAD = re.compile(
+    rb'\{"instance_id":(' + _STR + rb'),"sample_index":(-?\d+),"attempt":(-?\d+)'
+    rb'(?:,"metadata":\{"run_id":(' + _STR + rb"))?"
+)
+
+
+def attempt_key(raw: bytes) -> tuple[tuple[str, str, int], int] | None:
+    """``((run_id, instance_id, sample_index), attempt)`` of one line, or None if it is no example."""
+    m = _HEAD.match(raw)
+    if m is not None:
+        run_id = json.loads(m.group(4)) if m.group(4) else ""
+        return (run_id, json.loads(m.group(1)), int(m.group(2))), int(m.group(3))
+    try:
+        d = json.loads(raw)
+        meta = d.get("metadata")
+        run_id = meta.get("run_id") if isinstance(meta, dict) else None
+        key = (str(run_id or ""), str(d["instance_id"]), int(d.get("sample_index") or 0))
+        return key, int(d.get("attempt") or 1)
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def _iter_latest_attempts(path: Path) -> Iterator[RawItem]:
+    """The latest attempt of each (run, instance, sample), in file order; two passes, flat memory
+    (only a key per pair is held). A line that is no example is yielded, to be reported when read."""
+    best: dict[tuple[str, str, int], tuple[int, int]] = {}  # key -> (attempt, offset)
+    winners: set[int] = set()  # offsets to yield: the latest attempts and lines that are no example
+    end = 0
+    for item in _iter_jsonl_file(path):
+        assert item.raw is not None and item.offset is not None and item.length is not None
+        end = item.offset + item.length
+        found = attempt_key(item.raw)
+        if found is None:
+            winners.add(item.offset)
+            continue
+        key, attempt = found
+        cur = best.get(key)
+        if cur is None or attempt >= cur[0]:
+            best[key] = (attempt, item.offset)
+    winners.update(offset for _, offset in best.values())
+    del best
+    for item in _iter_jsonl_file(path, end=end, warn=False):
+        if item.offset in winners:
             yield item
 
 
@@ -447,7 +547,7 @@ def _trajectory_to_example(data: Any, path: Path) -> dict[str, Any]:
     problem = next((m.get("content", "") for m in messages if m.get("role") == "user"), "")
     if not isinstance(problem, str):
         problem = json.dumps(problem)
-    return {
+    out: dict[str, Any] = {
         "instance_id": str(instance_id),
         "problem_statement": problem,
         "messages": messages,
@@ -470,6 +570,31 @@ def _trajectory_to_example(data: Any, path: Path) -> dict[str, Any]:
         "attempt": 1,
         "steps": steps,
     }
+    ours = info.get("agentdata")
+    if isinstance(ours, dict):  # written by export_trajectory --format mini-swe-agent: our fields back
+        meta = ours.get("metadata")
+        if isinstance(meta, dict):
+            out["metadata"] = {**meta, **{k: v for k, v in out["metadata"].items() if v is not None}}
+        for key in ("run_id", "rollout_id"):
+            if ours.get(key):
+                out["metadata"][key] = ours[key]
+        for key in (
+            "problem_statement",
+            "sample_index",
+            "attempt",
+            "reward",
+            "speedup",
+            "success",
+            "evaluation_info",
+            "error",
+            "model_calls",
+        ):
+            if key in ours:
+                out[key] = ours[key]
+    if not out["metadata"].get("run_id"):
+        # A foreign trajectory names no run: its content is its identity (stable across reads).
+        out["metadata"]["run_id"] = "sha-" + _content_hash(path) if path.is_file() else None
+    return out
 
 
 # -- metadata ------------------------------------------------------------------

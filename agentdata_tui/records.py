@@ -7,7 +7,9 @@ read-modify-write unchanged.
 
 from __future__ import annotations
 
+import hashlib
 import math
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -60,6 +62,49 @@ class Example(BaseModel):
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
+
+
+def derived_rollout_id(run_id: str, instance_id: str, sample_index: int, attempt: int) -> str:
+    """A stable rollout id for a record that has none (the same input always gives the same id)."""
+    key = f"{run_id}\0{instance_id}\0{sample_index}\0{attempt}".encode()
+    return "r-" + hashlib.sha256(key).hexdigest()[:16]
+
+
+RunIdDefault = str | Callable[[], str] | None
+
+
+def example_ids(example: Example, default_run_id: RunIdDefault = None) -> tuple[str, str]:
+    """``(run_id, rollout_id)`` of any example (DESIGN §3 identity).
+
+    Records written by the runner carry both in ``metadata``. For older records the run id is
+    ``default_run_id`` (the reader passes the file's run id, else ``sha-<content hash>``; a
+    callable is asked only when needed) and
+    the rollout id is derived from (run id, instance_id, sample_index, attempt), so reading a run
+    from ``X.json`` or from ``X.run/`` gives the same ids.
+    """
+    meta = example.metadata if isinstance(example.metadata, dict) else {}
+    run_id = meta.get("run_id")
+    if not isinstance(run_id, str) or not run_id:
+        run_id = (default_run_id() if callable(default_run_id) else default_run_id) or "unknown"
+    rollout_id = meta.get("rollout_id")
+    if not isinstance(rollout_id, str) or not rollout_id:
+        rollout_id = derived_rollout_id(run_id, example.instance_id, example.sample_index, example.attempt)
+    return run_id, rollout_id
+
+
+def with_ids(example: Example, default_run_id: str | None = None) -> Example:
+    """``example`` with ``metadata.run_id`` and ``metadata.rollout_id`` filled in where missing (in place)."""
+    meta = example.metadata if isinstance(example.metadata, dict) else {}
+    if (
+        isinstance(meta.get("run_id"), str)
+        and meta["run_id"]
+        and isinstance(meta.get("rollout_id"), str)
+        and meta["rollout_id"]
+    ):
+        return example
+    run_id, rollout_id = example_ids(example, default_run_id)
+    example.metadata = {**meta, "run_id": run_id, "rollout_id": rollout_id}
+    return example
 
 
 class Summary(BaseModel):

@@ -129,9 +129,13 @@ def regrade(
     settings: dict[str, Any] | None = None,
     progress: Callable[[RegradeStats], None] | None = None,
     stop: threading.Event | None = None,
+    all_attempts: bool = False,
 ) -> RegradeStats:
-    """Regrade every example of ``input_path`` into ``output_path`` (written atomically)."""
-    source = open_input(input_path)
+    """Regrade every example of ``input_path`` into ``output_path`` (written atomically).
+
+    A run folder gives its latest attempt per (instance, sample) unless ``all_attempts``; each
+    example keeps its ``run_id`` and ``rollout_id`` (derived by the reader for older records)."""
+    source = open_input(input_path, all_attempts=all_attempts)
     by_id = dataset.by_id() if dataset is not None else None
     stats = RegradeStats()
     run_id = f"regrade-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S')}"

@@ -195,29 +195,32 @@ def test_export_trajectory_both_formats(capsys, data_file: Path, tmp_path: Path)
     assert len(list(open_input(folder))) == 9
 
 
-def test_merge_reports_and_drops_duplicates(capsys, tmp_path: Path) -> None:
+def test_merge_keeps_every_distinct_rollout_and_drops_only_the_same_one(capsys, tmp_path: Path) -> None:
     a = write_seed_file(tmp_path / "a.json")
     b = write_fast_file(tmp_path / "b.json", seed_examples()[6:] + [dict(seed_examples()[0], attempt=2)])
+    again = tmp_path / "a_again.json"
+    again.write_bytes(a.read_bytes())  # the same file twice: the same rollouts
     out = tmp_path / "merged.json"
-    code, _, err = run_cli(capsys, "merge", str(a), str(b), str(SAMPLES), "--output", str(out))
+    code, _, err = run_cli(capsys, "merge", str(a), str(b), str(SAMPLES), str(again), "--output", str(out))
     assert code == 0
-    assert "3 duplicate examples" in err and "wrote 13 examples from 3 inputs" in err
+    # b.json holds other rollouts of the same pairs (another file, so another run): all kept.
+    assert f"{b}: took 4 of 4 examples" in err
+    assert f"{again}: took 0 of 9 examples (9 already taken: the same rollouts)" in err
+    assert "wrote 16 examples from 4 inputs" in err
     src = open_input(out)
-    keys = [e.key for e in src]
-    assert len(keys) == len(set(keys)) == 13
-    assert ("task_001", 0, 2) in keys
+    ids = [(e.metadata["run_id"], e.metadata["rollout_id"]) for e in src]
+    assert len(ids) == len(set(ids)) == 16
     sources = src.metadata["merged_from"]
-    assert [s["path"] for s in sources] == [str(a), str(b), str(SAMPLES)]
+    assert [s["path"] for s in sources] == [str(a), str(b), str(SAMPLES), str(again)]
     assert sources[0]["metadata"] == SEED_METADATA
-    assert src.summary["merge"]["duplicates_dropped"] == 3
+    assert src.summary["merge"]["duplicates_dropped"] == 9
     assert src.summary["merge"]["sources"][1] == {
         "path": str(b),
         "examples_read": 4,
-        "examples_kept": 1,
-        "duplicates": 3,
+        "examples_kept": 4,
+        "duplicates": 0,
     }
-    # the first occurrence is kept: task_003 sample 0 comes from a.json, unchanged
-    assert src.summary["total_examples"] == 13
+    assert src.summary["total_examples"] == 16
 
 
 def test_show_example(capsys, data_file: Path) -> None:

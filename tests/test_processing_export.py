@@ -20,7 +20,7 @@ from agentdata_tui.processing.export import (
     write_filtered,
 )
 from agentdata_tui.reader import open_input
-from agentdata_tui.records import Example
+from agentdata_tui.records import Example, with_ids
 
 SAMPLES = Path(__file__).parent / "data" / "mini-swe-agent"
 
@@ -312,7 +312,7 @@ def test_core_exports_drop_secret_looking_metadata(tmp_path: Path) -> None:
 
 def test_filtered_output_reads_back_identical(tmp_path: Path) -> None:
     """write_filtered uses the writer's compact (pydantic-core) serialisation: same data."""
-    exs = _examples()
+    exs = [with_ids(e, "run-1") for e in _examples()]  # the reader would fill them in
     exs[0] = exs[0].model_copy(update={"evaluation_info": {"status": "correct", "note": "ünïcode ✓"}})
     write_filtered(exs, tmp_path / "c.json", {"m": 1})
     back = open_input(tmp_path / "c.json")

@@ -72,3 +72,14 @@ def non_negative_int(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more, got '{text}'")
     return value
+
+
+ALL_ATTEMPTS_HELP = (
+    "from a run folder or examples.jsonl, read every recorded attempt (superseded retries included, "
+    "each with its 'attempt'); by default only the latest attempt per (instance_id, sample_index), "
+    "the same examples as the run's final JSON"
+)
+
+
+def add_all_attempts_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--all-attempts", action="store_true", help=ALL_ATTEMPTS_HELP)

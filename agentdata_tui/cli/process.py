@@ -15,7 +15,13 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
-from agentdata_tui.cli.common import AddFn, non_negative_int, positive_int, reward_threshold
+from agentdata_tui.cli.common import (
+    AddFn,
+    add_all_attempts_flag,
+    non_negative_int,
+    positive_int,
+    reward_threshold,
+)
 
 INPUT_HELP = (
     "input: a training-data JSON file, a run folder (X.run/) or its examples.jsonl, "
@@ -120,7 +126,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     from agentdata_tui.processing.analyze import compute_stats, render_stats
     from agentdata_tui.reader import open_input
 
-    src = open_input(args.input)
+    src = open_input(args.input, all_attempts=args.all_attempts)
     stats = compute_stats(src)
     if args.json:
         print(json.dumps(stats, indent=2, ensure_ascii=False))
@@ -140,7 +146,7 @@ def cmd_filter(args: argparse.Namespace) -> int:
     from agentdata_tui.reader import open_input
 
     criteria = _criteria(args)
-    src = open_input(args.input)
+    src = open_input(args.input, all_attempts=args.all_attempts)
     record = _processing_record("filter_data", args, criteria=criteria.describe())
     metadata = _with_processing(src.metadata, record)
     counted = Counter(src)
@@ -166,7 +172,7 @@ def cmd_export_sft(args: argparse.Namespace) -> int:
     from agentdata_tui.reader import open_input
 
     criteria = _criteria(args)
-    counted = Counter(open_input(args.input))
+    counted = Counter(open_input(args.input, all_attempts=args.all_attempts))
     progress = _Progress("export_sft")
     written = export_sft(
         select(counted, criteria),
@@ -188,7 +194,7 @@ def cmd_export_trajectory(args: argparse.Namespace) -> int:
     from agentdata_tui.reader import open_input
 
     criteria = _criteria(args)
-    src = open_input(args.input)
+    src = open_input(args.input, all_attempts=args.all_attempts)
     metadata = _with_processing(
         src.metadata,
         _processing_record("export_trajectory", args, criteria=criteria.describe(), format=args.format),
@@ -219,12 +225,18 @@ def cmd_merge(args: argparse.Namespace) -> int:
         "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     progress = _Progress("merge")
-    result = merge(args.inputs, args.output, metadata_extra={"processing": [record]}, progress=progress)
+    result = merge(
+        args.inputs,
+        args.output,
+        metadata_extra={"processing": [record]},
+        progress=progress,
+        all_attempts=args.all_attempts,
+    )
     progress.done()
-    if result.duplicates:
+    for src in result.per_source:
         print(
-            f"merge: {result.duplicates:,} duplicate examples (same instance_id, sample_index, attempt) "
-            "dropped, the first occurrence kept",
+            f"merge: {src['path']}: took {src['examples_kept']:,} of {src['examples_read']:,} examples"
+            + (f" ({src['duplicates']:,} already taken: the same rollouts)" if src["duplicates"] else ""),
             file=sys.stderr,
         )
     print(
@@ -239,7 +251,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
     from agentdata_tui.processing.show import find_example, render_example
 
-    ex = find_example(args.input, args.index)
+    ex = find_example(args.input, args.index, all_attempts=args.all_attempts)
     render_example(ex, Console(), title=f"{args.input} [{args.index}]: {ex.instance_id}")
     return 0
 
@@ -264,6 +276,7 @@ def register(add: AddFn) -> None:
         ),
     )
     p.add_argument("--input", required=True, metavar="F", help=INPUT_HELP)
+    add_all_attempts_flag(p)
     p.add_argument(
         "--json", action="store_true", help="print the figures as JSON on stdout instead of tables"
     )
@@ -284,6 +297,7 @@ def register(add: AddFn) -> None:
         ),
     )
     p.add_argument("--input", required=True, metavar="F", help=INPUT_HELP)
+    add_all_attempts_flag(p)
     p.add_argument(
         "--output", required=True, metavar="G", help="training-data JSON file to write (atomically)"
     )
@@ -321,6 +335,7 @@ def register(add: AddFn) -> None:
         ),
     )
     p.add_argument("--input", required=True, metavar="F", help=INPUT_HELP)
+    add_all_attempts_flag(p)
     p.add_argument("--output", required=True, metavar="G.jsonl", help="JSONL file to write (atomically)")
     _add_selection_flags(p)
     p.add_argument(
@@ -360,6 +375,7 @@ def register(add: AddFn) -> None:
         ),
     )
     p.add_argument("--input", required=True, metavar="F", help=INPUT_HELP)
+    add_all_attempts_flag(p)
     p.add_argument(
         "--output",
         required=True,
@@ -380,12 +396,15 @@ def register(add: AddFn) -> None:
         help="merge several runs or files into one training-data file",
         description=_wrap(
             "Read each input in turn (any readable input: files, run folders, trajectory folders) and "
-            "write one training-data file with a recomputed summary. Duplicates of (instance_id, "
-            "sample_index, attempt) are reported on stderr and kept once (the first)."
+            "write one training-data file with a recomputed summary. Every distinct rollout of every input "
+            "is kept; two examples are duplicates only when they are the same rollout (same run_id and "
+            "rollout_id, e.g. a run's X.json and its X.run/), and then the first copy is kept. Reports "
+            "per input how many examples it took."
         ),
         epilog=("example:\n  agentdata-tui merge day1.json day2.run/ extra.json --output all.json"),
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help=INPUT_HELP)
+    add_all_attempts_flag(p)
     p.add_argument(
         "--output", required=True, metavar="G", help="training-data JSON file to write (atomically)"
     )
@@ -405,6 +424,7 @@ def register(add: AddFn) -> None:
         ),
     )
     p.add_argument("--input", required=True, metavar="F", help=INPUT_HELP)
+    add_all_attempts_flag(p)
     p.add_argument(
         "--index",
         type=int,

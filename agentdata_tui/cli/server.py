@@ -15,7 +15,7 @@ import sys
 import threading
 from typing import Any
 
-from agentdata_tui.cli.common import AddFn, positive_int
+from agentdata_tui.cli.common import AddFn, add_all_attempts_flag, positive_int
 from agentdata_tui.errors import UserError
 
 DEFAULT_EVAL_PORT = 9528  # the original system's eval server port
@@ -123,6 +123,7 @@ def register(add: AddFn) -> None:
         metavar="F",
         help="training-data JSON, run folder, examples.jsonl or trajectories",
     )
+    add_all_attempts_flag(p)
     p.add_argument(
         "--output", required=True, metavar="G", help="the regraded training-data file (written atomically)"
     )
@@ -348,6 +349,7 @@ def _run_regrade(args: argparse.Namespace) -> int:
             settings=settings,
             progress=printer,
             stop=stop,
+            all_attempts=args.all_attempts,
         )
     except KeyboardInterrupt:
         stop.set()

@@ -31,10 +31,10 @@ def _count(n: int) -> str:
     return f"{n} example" + ("" if n == 1 else "s")
 
 
-def find_example(path: str | os.PathLike[str], index: int) -> Example:
+def find_example(path: str | os.PathLike[str], index: int, *, all_attempts: bool = False) -> Example:
     """The example at ``index`` (negative counts from the end), or an InputError naming the
     file and how many examples it has."""
-    src = open_input(path)
+    src = open_input(path, all_attempts=all_attempts)
     where = str(src.path)
     found: RawItem | None = None
     total = 0
@@ -66,7 +66,7 @@ def find_example(path: str | os.PathLike[str], index: int) -> Example:
             where=where,
         )
     found.where = found.where or where
-    return found.example()
+    return src.example_of(found)
 
 
 def _json(obj: Any) -> RenderableType:

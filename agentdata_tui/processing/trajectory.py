@@ -211,6 +211,9 @@ def to_mini_trajectory(ex: Example, run_metadata: dict[str, Any] | None = None) 
         "exit_status": exit_status,
         "submission": ex.git_diff,
         "agentdata": {
+            "run_id": ex.metadata.get("run_id"),
+            "rollout_id": ex.metadata.get("rollout_id"),
+            "problem_statement": ex.problem_statement,
             "sample_index": ex.sample_index,
             "attempt": ex.attempt,
             "reward": ex.reward,
@@ -218,6 +221,8 @@ def to_mini_trajectory(ex: Example, run_metadata: dict[str, Any] | None = None) 
             "success": ex.success,
             "evaluation_info": ex.evaluation_info,
             "error": ex.error,
+            "model_calls": ex.model_calls,
+            "metadata": scrub_secrets(dict(ex.metadata or {})),
         },
     }
     if model_name:

@@ -70,6 +70,19 @@ def is_retryable(example: Example) -> bool:
     return example.exit_status in RETRYABLE_STATUSES or kind is not None
 
 
+def attempt_line(example: Example) -> dict[str, Any]:
+    """The example as one ``examples.jsonl`` line: its identity first (instance_id, sample_index,
+    attempt, then metadata led by run_id and rollout_id), so readers can pick the latest attempt
+    per pair from each line's head without parsing the conversation (see ``reader.attempt_key``)."""
+    d = example.to_dict()
+    meta = d.pop("metadata") or {}
+    head = {k: meta.pop(k) for k in ("run_id", "rollout_id") if k in meta}
+    out = {k: d.pop(k) for k in ("instance_id", "sample_index", "attempt")}
+    out["metadata"] = {**head, **meta}
+    out.update(d)
+    return out
+
+
 class RunStore:
     """Owns the files of one run folder; appends are thread-safe and flushed per line."""
 
@@ -143,7 +156,7 @@ class RunStore:
         self._fh = open(path, "a", encoding="utf-8")  # noqa: SIM115 - kept open for the run, closed in close()
 
     def append(self, example: Example) -> None:
-        line = json.dumps(example.to_dict(), ensure_ascii=False, separators=(",", ":"), default=str)
+        line = json.dumps(attempt_line(example), ensure_ascii=False, separators=(",", ":"), default=str)
         line = self.redact(line) + "\n"
         with self._lock:
             assert self._fh is not None, "open_for_append() first"

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from agentdata_tui.reader import ExampleSource, RawItem, open_input, read_example_at
-from agentdata_tui.records import Example
+from agentdata_tui.records import Example, with_ids
 
 SEARCH_CHARS = 20_000  # problem-statement characters kept for the text filter
 
@@ -152,9 +152,10 @@ SORT_KEYS: dict[str, Callable[[Row], Any]] = {
 class ExampleIndex:
     """Rows of an input, filled by :meth:`build` (run it in a worker thread), examples on demand."""
 
-    def __init__(self, path: str | Path, *, cache_size: int = 16) -> None:
+    def __init__(self, path: str | Path, *, cache_size: int = 16, all_attempts: bool = False) -> None:
         self.path = Path(path)
-        self.source: ExampleSource = open_input(self.path)  # raises InputError for bad input
+        # raises InputError for bad input; a run folder shows its latest attempts unless all_attempts
+        self.source: ExampleSource = open_input(self.path, all_attempts=all_attempts)
         self.data_file = self.source.data_file
         self.by_offset = self.source.line_indexable
         self.rows: list[Row] = []
@@ -186,7 +187,7 @@ class ExampleIndex:
             pos = len(self.rows)
             if not self.by_offset or item.offset is None:
                 item.where = item.where or str(self.path)
-                self._held[pos] = item.example()
+                self._held[pos] = self.source.example_of(item)
             row = row_from_raw(pos, item)
             self.rows.append(row)
             batch.append(row)
@@ -215,11 +216,17 @@ class ExampleIndex:
         if held is not None:
             return held
         assert row.offset is not None
-        example = read_example_at(self.data_file, row.offset, row.length)
+        example = self._read_at(row)
         self._cache[row.pos] = example
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
         return example
+
+    def _read_at(self, row: Row) -> Example:
+        """The example of a row from its line on disk, with its ids (derived for older records)."""
+        assert row.offset is not None
+        ex = read_example_at(self.data_file, row.offset, row.length)
+        return with_ids(ex, lambda: self.source.run_id)
 
     def iter_examples(self, rows: Iterable[Row]) -> Iterator[Example]:
         """Examples of ``rows`` read one at a time (exports and statistics stream them)."""
@@ -229,7 +236,7 @@ class ExampleIndex:
                 yield held
             else:
                 assert row.offset is not None
-                yield read_example_at(self.data_file, row.offset, row.length)
+                yield self._read_at(row)
 
     def select(
         self, flt: RowFilter, sort: str = "file order", reverse: bool = False, upto: int | None = None

@@ -100,7 +100,7 @@ async def test_export_writes_exactly_the_filtered_examples(tmp_path: Path) -> No
         assert dialog.written == 3
         assert any(str(out) in n.message and "3" in n.message for n in app._notifications)
     written = list(open_input(out))
-    want = [examples(12)[i].to_dict() for i in shown]
+    want = [ex.to_dict() for i, ex in enumerate(open_input(path)) if i in shown]  # ids derived alike
     assert [ex.to_dict() for ex in written] == want
     assert json.loads(out.read_text())["summary"]["total_examples"] == 3
 
@@ -230,7 +230,7 @@ async def test_reload_picks_up_rollouts_finished_since(tmp_path: Path) -> None:
     async with app.run_test(size=(120, 40)) as pilot:
         await index_done(pilot)
         assert len(app.screen.view) == 5
-        more = examples(8)[5:]
+        more = examples(8, samples=2)[5:]  # new (instance, sample) pairs: sample 1
         with open(run / "examples.jsonl", "a", encoding="utf-8") as fh:
             for ex in more:
                 fh.write(json.dumps(ex.to_dict()) + "\n")
