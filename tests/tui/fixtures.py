@@ -107,7 +107,12 @@ def write_run(
         workers=workers,
         settings={"model": "test-model", "workers": workers},
     )
-    exs = examples(total)
+    # Finished rollouts are distinct (instance, sample) pairs, as in a real run (readers keep one
+    # example per pair); the in-flight ones keep sample 0, which the snapshots show.
+    exs = [
+        ex if i < 5 or i >= finished else ex.model_copy(update={"sample_index": i // 5})
+        for i, ex in enumerate(examples(total))
+    ]
     lines = []
     for i, ex in enumerate(exs):
         t += 1.0

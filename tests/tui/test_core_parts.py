@@ -32,7 +32,8 @@ def test_index_reads_rows_by_offset_and_loads_on_demand(tmp_path: Path) -> None:
     row = index.rows[7]
     assert row.offset is not None and (row.instance_id, row.reward) == (want[7].instance_id, want[7].reward)
     loaded = index.load(row)
-    assert loaded.to_dict() == want[7].to_dict()
+    ids = {k: loaded.metadata[k] for k in ("run_id", "rollout_id")}  # derived: the file has none
+    assert loaded.to_dict() == {**want[7].to_dict(), "metadata": {**want[7].metadata, **ids}}
     assert not index._held  # nothing kept but rows
 
 
