@@ -32,7 +32,9 @@ def test_plain_progress_lines_and_summary() -> None:
     assert "3 rollouts to go of 4 (1 already done)" in text
     assert "[2/4] a#0 | Submitted | reward 1.00 | success" in text
     assert "[3/4] b#0" in text and "error: ModelError: boom" in text and "more" not in text
-    assert "progress: 3/4 done, success 50%, avg reward 0.500, errors 1" in text
+    # A resumed run: the whole run's figures first, this session's apart, both labelled.
+    assert "progress: 3/4 done (1 before this session); whole run: success 50%" in text
+    assert "this session: 2 done, success 50%, avg reward 0.500, errors 1" in text
     assert text.strip().splitlines()[-1].startswith("finished: 3/4 done")
     assert "\x1b" not in text
 

@@ -13,40 +13,69 @@ import time
 from typing import IO, Any
 
 from agentdata_tui.records import Example
+from agentdata_tui.runner.counts import Figures, RunCounts, Tally
 
 SUMMARY_EVERY_S = 10.0
 
 
 class _Stats:
+    """The progress line, from the run's figures (:class:`~agentdata_tui.runner.counts.RunCounts`).
+
+    Attached to a runner, the figures are the runner's own (folded from its events); used alone
+    (library code, tests), the listener calls feed an own reducer the same events.
+    """
+
     def __init__(self) -> None:
-        self.total = 0
-        self.done_before = 0
-        self.done = 0
-        self.successful = 0
-        self.reward_sum = 0.0
-        self.errors = 0
+        self.counts = RunCounts()
+        self.own = True
         self.started = time.monotonic()
-        self.lock = threading.Lock()
+
+    def attach(self, counts: RunCounts) -> None:
+        self.counts, self.own = counts, False
+
+    def started_run(self, total: int, pending: int, done_before: int) -> None:
+        self.started = time.monotonic()
+        if self.own:
+            self.counts.apply_one(
+                {"type": "run_started", "total": total, "pending": pending, "done_before": done_before}
+            )
 
     def add(self, ex: Example) -> None:
-        with self.lock:
-            self.done += 1
-            self.successful += bool(ex.success)
-            self.reward_sum += ex.reward or 0.0
-            self.errors += ex.error is not None
+        if self.own:
+            self.counts.apply_one(
+                {
+                    "type": "rollout_finished",
+                    "instance_id": ex.instance_id,
+                    "sample_index": ex.sample_index,
+                    "attempt": ex.attempt,
+                    "exit_status": ex.exit_status,
+                    "reward": ex.reward,
+                    "success": ex.success,
+                    "error": ex.error,
+                }
+            )
+
+    def figures(self) -> Figures:
+        return self.counts.figures()
 
     def line(self) -> str:
-        with self.lock:
-            n = self.done
-            rate = self.successful / n if n else 0.0
-            avg = self.reward_sum / n if n else 0.0
-            elapsed = time.monotonic() - self.started
-            left = self.total - self.done_before - n
-            eta = elapsed / n * left if n and left > 0 else 0.0
-            return (
-                f"{self.done_before + n}/{self.total} done, success {rate:.0%}, avg reward {avg:.3f}, "
-                f"errors {self.errors}, elapsed {_hms(elapsed)}, ETA {_hms(eta) if n else '?'}"
-            )
+        f = self.figures()
+        s = f.session
+        elapsed = time.monotonic() - self.started
+        left = f.remaining
+        eta = elapsed / s.done * left if s.done and left > 0 else 0.0
+        cancelled = f", cancelled {f.cancelled}" if f.cancelled else ""
+        timing = f"elapsed {_hms(elapsed)}, ETA {_hms(eta) if s.done or not left else '?'}"
+        if not f.resumed:
+            return f"{f.done}/{f.total} done, {_tally(s)}{cancelled}, {timing}"
+        return (
+            f"{f.done}/{f.total} done ({f.done_before} before this session); whole run: {_tally(f.whole)}; "
+            f"this session: {s.done} done, {_tally(s)}{cancelled}; {timing}"
+        )
+
+
+def _tally(t: Tally) -> str:
+    return f"success {t.success_rate:.0%}, avg reward {t.average_reward:.3f}, errors {t.errors}"
 
 
 def _hms(seconds: float) -> str:
@@ -81,17 +110,18 @@ class PlainProgress:
             self.stream.write(text + "\n")
             self.stream.flush()
 
+    def attach(self, counts: RunCounts) -> None:
+        self.stats.attach(counts)
+
     def run_started(self, total: int, pending: int, done_before: int) -> None:
-        self.stats.total, self.stats.done_before = total, done_before
-        self.stats.started = time.monotonic()
+        self.stats.started_run(total, pending, done_before)
         again = f" ({done_before} already done)" if done_before else ""
         self._print(f"run: {pending} rollouts to go of {total}{again}")
 
     def rollout_finished(self, example: Example, elapsed_s: float) -> None:
         self.stats.add(example)
-        with self.stats.lock:
-            n = self.stats.done_before + self.stats.done
-        self._print(f"[{n}/{self.stats.total}] {describe(example, elapsed_s)}")
+        f = self.stats.figures()
+        self._print(f"[{f.done}/{f.total}] {describe(example, elapsed_s)}")
 
     def tick(self) -> None:
         now = time.monotonic()
@@ -135,8 +165,11 @@ class RichProgress:
         )
         self.task = None
 
+    def attach(self, counts: RunCounts) -> None:
+        self.stats.attach(counts)
+
     def run_started(self, total: int, pending: int, done_before: int) -> None:
-        self.stats.total, self.stats.done_before = total, done_before
+        self.stats.started_run(total, pending, done_before)
         self.progress.start()
         self.task = self.progress.add_task(
             "rollouts", total=total, completed=done_before, rate="-", avg="-", errors=0
@@ -144,16 +177,15 @@ class RichProgress:
 
     def rollout_finished(self, example: Example, elapsed_s: float) -> None:
         self.stats.add(example)
-        s = self.stats
-        with s.lock:
-            rate = f"{s.successful / s.done:.0%}" if s.done else "-"
-            avg = f"{s.reward_sum / s.done:.3f}" if s.done else "-"
-            errors = s.errors
+        f = self.stats.figures()
+        t = f.whole if f.resumed else f.session  # the whole run's, as the bar counts the whole run
+        rate = f"{t.success_rate:.0%}" if t.done else "-"
+        avg = f"{t.average_reward:.3f}" if t.done else "-"
         if example.error:
             self.progress.console.print(
                 f"[yellow]{describe(example, elapsed_s)}[/]", markup=True, highlight=False
             )
-        self.progress.update(self.task, advance=1, rate=rate, avg=avg, errors=errors)
+        self.progress.update(self.task, completed=f.done, rate=rate, avg=avg, errors=t.errors)
 
     def tick(self) -> None:
         return None

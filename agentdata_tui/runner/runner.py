@@ -30,9 +30,10 @@ from typing import Any
 
 from agentdata_tui import __version__
 from agentdata_tui.errors import UserError
-from agentdata_tui.events import EventWriter, cut
+from agentdata_tui.events import EventTail, EventWriter, cut
 from agentdata_tui.interfaces import Evaluator, Model, RolloutCancelled, RolloutContext, Sandbox, SandboxError
 from agentdata_tui.records import Example
+from agentdata_tui.runner.counts import RunCounts
 from agentdata_tui.runner.spec import RunListener, RunOutcome, RunSpec, SandboxMaker, Task
 from agentdata_tui.runner.store import Redactor, RunStore
 from agentdata_tui.sandbox import tag_run
@@ -60,6 +61,9 @@ class Runner:
         self.store = RunStore(spec.output, self.redact)
         self.run_id = ""
         self.events: EventWriter | None = None
+        # The figures every display shows (pairs, whole run vs this session), folded from the
+        # same events the log gets: earlier sessions' from events.jsonl, then each as emitted.
+        self.tally = RunCounts()
         self._stop = threading.Event()
         self._aborting = False
         self._queue: deque[Task] = deque()
@@ -113,6 +117,10 @@ class Runner:
         if docker is not None:
             with contextlib.suppress(Exception):
                 docker.close_all()
+
+    def _emit(self, type_: str, **fields: Any) -> None:
+        assert self.events is not None
+        self.tally.apply_one(self.events.emit(type_, **fields))
 
     # -- preparation ------------------------------------------------------------------
     def _identity(self) -> dict[str, Any]:
@@ -177,6 +185,7 @@ class Runner:
         tasks, total, done_before = self._plan()
         self._queue.extend(tasks)
         self.store.open_for_append()
+        self.tally.apply(_read_all_events(self.store.events_path))  # earlier sessions of this run
         self.events = _RedactingEventWriter(self.store.events_path, self.redact)
         started_at = _now_iso()
         run_json = {
@@ -197,7 +206,7 @@ class Runner:
             run_json["resumes"] = [*previous.get("resumes", []), started_at]
         self.store.write_run_json(run_json)
         workers = max(1, min(self.spec.workers, len(tasks) or 1))
-        self.events.emit(
+        self._emit(
             "run_started",
             run_id=self.run_id,
             total=total,
@@ -209,6 +218,9 @@ class Runner:
             resumed=bool(previous),
         )
         for listener in self.listeners:
+            attach = getattr(listener, "attach", None)
+            if attach is not None:  # a display that reads the run's figures
+                attach(self.tally)
             listener.run_started(total, len(tasks), done_before)
         log.info("run %s: %d pending of %d, %d workers", self.run_id, len(tasks), total, workers)
         threads = [
@@ -247,7 +259,14 @@ class Runner:
                     log.error("cannot write %s: %s", self.spec.output, exc)
                     self.fatal = self.fatal or f"cannot write {self.spec.output}: {exc}"
             self.store.close()
-            self.events.emit("run_finished", counts=counts, elapsed=elapsed, stopped=stopped, written=written)
+            self._emit(
+                "run_finished",
+                counts=counts,
+                figures=self.tally.figures().as_dict(),
+                elapsed=elapsed,
+                stopped=stopped,
+                written=written,
+            )
             self.events.close()
             run_json.update(
                 status="aborted" if self._aborting else ("stopped" if stopped else "finished"),
@@ -341,7 +360,7 @@ class Runner:
         rollout_id = f"{self.run_id[-6:]}-{seq:05d}-{secrets.token_hex(2)}"
         assert self.events is not None
         events = self.events
-        events.emit(
+        self._emit(
             "rollout_started",
             rollout_id=rollout_id,
             instance_id=inst.instance_id,
@@ -412,11 +431,12 @@ class Runner:
             if sandbox is not None:
                 self._close_later(sandbox)
         if cancelled is not None or self._aborting:
-            events.emit(
+            self._emit(
                 "rollout_finished",
                 rollout_id=rollout_id,
                 instance_id=inst.instance_id,
                 sample_index=task.sample_index,
+                attempt=task.attempt,
                 exit_status="Cancelled",
                 reward=None,
                 speedup=None,
@@ -485,7 +505,7 @@ class Runner:
             c["successful"] += success
             c["errors"] += error is not None
             c["reward_sum"] += reward
-        events.emit(
+        self._emit(
             "rollout_finished",
             rollout_id=rollout_id,
             instance_id=inst.instance_id,
@@ -568,6 +588,14 @@ class _RedactingEventWriter(EventWriter):
         if self._redact.secrets:
             fields = {k: self._redact(v) if isinstance(v, str) else v for k, v in fields.items()}
         return super().emit(type_, **fields)
+
+
+def _read_all_events(path: Path) -> list[dict[str, Any]]:
+    tail = EventTail(path)
+    out: list[dict[str, Any]] = []
+    while batch := tail.read():
+        out.extend(batch)
+    return out
 
 
 def _alive(pid: int) -> bool:
