@@ -175,3 +175,101 @@ def test_render_stats_prints_tables_and_bars() -> None:
     assert "[0.0, 0.1) " + "█" * 40 + " 5" in text
     assert "[0.9, 1.0] " + "█" * 16 + " 2" in text  # scaled to the tallest bar
     assert histogram_lines([{"low": 0.0, "high": 0.1, "count": 0}]) == ["[0.0, 0.1]  0"]
+
+
+def _perf(
+    iid: str,
+    sample: int,
+    speedup: float | None,
+    *,
+    status: str,
+    significant: bool = True,
+    min_speedup: float = 1.2,
+    attempt: int = 1,
+    flagged: bool | None = None,
+) -> Example:
+    info: dict = {"status": status, "min_speedup": min_speedup, "speedup": speedup}
+    if speedup is not None:
+        info["speedup_test"] = {
+            "name": "mann_whitney_u",
+            "alternative": "patched_faster",
+            "alpha": 0.05,
+            "p_value": 0.01 if significant else 0.4,
+            "significant": significant,
+        }
+    if flagged is not None:
+        info["speedup_flagged"] = flagged
+    return Example(
+        instance_id=iid,
+        problem_statement="make it faster",
+        messages=[{"role": "user", "content": "go"}],
+        reward=1.0 if status == "correct" else 0.0,
+        success=status == "correct",
+        speedup=speedup,
+        sample_index=sample,
+        attempt=attempt,
+        evaluation_info=info,
+    )
+
+
+def test_speedup_figures_count_correct_patches_and_opt_at_k() -> None:
+    exs = [
+        # task A: 3 rollouts, one optimized (significant 2.0 >= 1.2), one not significant, one failed tests
+        _perf("A", 0, 2.0, status="correct"),
+        _perf("A", 1, 1.5, status="correct_no_speedup", significant=False),
+        _perf("A", 2, 4.0, status="tests_failed"),  # a benchmark of wrong code: not counted
+        # task B: a 16.9x (flagged), optimized; an earlier attempt of sample 1 replaced by a retry
+        _perf("B", 0, 16.9, status="correct"),
+        _perf("B", 1, 3.0, status="correct", attempt=1),
+        _perf("B", 1, 1.1, status="correct", attempt=2),  # 1.1 < min_speedup 1.2: not optimized
+        _perf("B", 2, None, status="tests_failed"),
+        # task C: no correct rollout
+        _perf("C", 0, None, status="tests_failed"),
+        _perf("C", 1, None, status="timeout"),
+        _perf("C", 2, 0.8, status="tests_failed"),
+    ]
+    sp = compute_stats(exs)["speedup"]
+    correct = sp["correct"]
+    # correct patches with a benchmark: A0 2.0, A1 1.5, B0 16.9, B1 1.1 (latest attempt)
+    assert correct["count"] == 4
+    assert correct["geometric_mean"] == pytest.approx((2.0 * 1.5 * 16.9 * 1.1) ** 0.25, abs=1e-4)
+    assert correct["median"] == pytest.approx(1.75)
+    assert [b["count"] for b in correct["histogram"]] == [0, 0, 1, 1, 1, 0, 1]  # 1.1, 1.5, 2.0, 16.9
+    best = {t["instance_id"]: t["best_speedup"] for t in sp["best_of_k"]["per_task"]}
+    assert best == {"A": 2.0, "B": 16.9, "C": None}
+    assert sp["best_of_k"]["geometric_mean"] == pytest.approx((2.0 * 16.9) ** 0.5, abs=1e-4)
+    # Opt@k, unbiased: A has 1 optimized of 3, B 1 of 3, C 0 of 3
+    assert sp["opt_at_k"]["1"] == pytest.approx((1 / 3 + 1 / 3 + 0) / 3, abs=1e-6)
+    assert sp["opt_at_k"]["2"] == pytest.approx((pass_at_k(3, 1, 2) * 2) / 3, abs=1e-6)
+    assert sp["opt_at_k"]["3"] == pytest.approx(2 / 3, abs=1e-6)
+    assert sp["optimized_tasks"] == 2
+    assert [(f["instance_id"], f["speedup"]) for f in sp["flagged"]] == [("B", 16.9)]
+    json.dumps(sp)
+    # and the table says it
+    console = Console(width=100, record=True, file=open("/dev/null", "w"))  # noqa: SIM115
+    render_stats(compute_stats(exs), console)
+    text = console.export_text()
+    assert "Opt@k" in text and "Flagged speedups (>10×): 1 to review" in text and "16.90×" in text
+    assert "Speedup of correct patches" in text
+
+
+def test_analyze_json_has_the_speedup_figures(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from agentdata_tui.writer import write_training_data
+
+    path = tmp_path / "perf.json"
+    write_training_data(
+        path, [_perf("A", 0, 2.0, status="correct"), _perf("A", 1, 12.0, status="correct")], {}
+    )
+    r = subprocess.run(
+        [sys.executable, "-m", "agentdata_tui", "analyze", "--input", str(path), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 0, r.stderr
+    sp = json.loads(r.stdout)["speedup"]
+    assert sp["correct"]["count"] == 2 and sp["opt_at_k"] == {"1": 1.0, "2": 1.0}
+    assert sp["flagged"][0]["speedup"] == 12.0

@@ -3,10 +3,20 @@
 Only small per-example figures are kept (a few numbers each), never the examples, so a
 1 GB file is analysed in flat memory. Pass@k uses the unbiased estimator of Chen et al.
 (2021): ``1 - C(n-c, k) / C(n, k)`` per instance, averaged over instances.
+
+Speedups (performance tasks) count where the patched code is correct: the distribution and
+geometric mean are over examples whose tests passed (``evaluation_info.status`` ``correct``
+or ``correct_no_speedup``; ``success`` for records without a status) and whose benchmark ran
+(a speedup). Opt@k uses the same estimator as pass@k with "optimized" for "solved": the tests
+passed and the speedup is significant (``evaluation_info.speedup_test.significant``) and at
+least the instance's ``evaluation_info.min_speedup``. Speedups over 10x (or flagged by the
+evaluation, ``speedup_flagged``) are listed for review: they are more often a broken
+benchmark than a real optimization.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import statistics
 from collections import Counter as TallyCounter
@@ -19,6 +29,11 @@ if TYPE_CHECKING:  # rich is imported lazily by the renderer only
     from rich.console import Console
 
 HISTOGRAM_BINS = 10
+SUSPICIOUS_SPEEDUP = 10.0
+PASSED_STATUSES = frozenset({"correct", "correct_no_speedup"})
+# Speedup histogram bucket edges (×): slower, about the same, then by doubling.
+SPEEDUP_EDGES = (0.0, 0.9, 1.1, 1.5, 2.0, 5.0, 10.0, math.inf)
+FLAGGED_ROWS = 20
 PER_INSTANCE_ROWS = 25  # rows of the per-instance table in the Rich rendering
 
 
@@ -64,6 +79,8 @@ class StatsBuilder:
         self.with_tokens = 0
         # instance_id -> {sample_index: (attempt, success, reward)}: the latest attempt per sample
         self.samples: dict[str, dict[int, tuple[int, bool, float]]] = {}
+        # instance_id -> {sample_index: _Perf}: the latest attempt's speedup figures
+        self.perf: dict[str, dict[int, _Perf]] = {}
 
     def add(self, ex: Example) -> None:
         self.total += 1
@@ -92,6 +109,12 @@ class StatsBuilder:
         prev = per.get(ex.sample_index)
         if prev is None or ex.attempt >= prev[0]:
             per[ex.sample_index] = (ex.attempt, bool(ex.success), reward)
+        perf = _Perf.of(ex, speedup)
+        if perf is not None:
+            slot = self.perf.setdefault(ex.instance_id, {})
+            old = slot.get(ex.sample_index)
+            if old is None or ex.attempt >= old.attempt:
+                slot[ex.sample_index] = perf
 
     def build(self) -> dict[str, Any]:
         total = self.total
@@ -117,17 +140,20 @@ class StatsBuilder:
             "tokens": None,
             "instances": self._instances(),
         }
-        if self.speedups:
+        if self.speedups or self.perf:
+            # Every example with a benchmark first (as before), then the figures that count
+            # only correct patches (see the module docstring).
             sp = self.speedups
             positive = [s for s in sp if s > 0]
             stats["speedup"] = {
                 "count": len(sp),
-                "mean": round(statistics.fmean(sp), 4),
-                "median": round(statistics.median(sp), 4),
-                "min": round(min(sp), 4),
-                "max": round(max(sp), 4),
+                "mean": round(statistics.fmean(sp), 4) if sp else None,
+                "median": round(statistics.median(sp), 4) if sp else None,
+                "min": round(min(sp), 4) if sp else None,
+                "max": round(max(sp), 4) if sp else None,
                 "geometric_mean": round(statistics.geometric_mean(positive), 4) if positive else None,
                 "above_1": sum(1 for s in sp if s > 1.0),
+                **speedup_figures(self.perf),
             }
         if self.with_tokens:
             stats["tokens"] = {
@@ -180,6 +206,137 @@ class StatsBuilder:
             )
         out["per_instance"] = per
         return out
+
+
+class _Perf:
+    """One rollout of a performance task, as Opt@k and the speedup figures need it."""
+
+    __slots__ = ("attempt", "sample_index", "passed", "speedup", "significant", "min_speedup", "flagged")
+
+    def __init__(
+        self,
+        attempt: int,
+        sample_index: int,
+        passed: bool,
+        speedup: float | None,
+        significant: bool,
+        min_speedup: float | None,
+        flagged: bool,
+    ) -> None:
+        self.attempt, self.sample_index, self.passed, self.speedup = attempt, sample_index, passed, speedup
+        self.significant, self.min_speedup, self.flagged = significant, min_speedup, flagged
+
+    @classmethod
+    def of(cls, ex: Example, speedup: float | None) -> _Perf | None:
+        info = ex.evaluation_info if isinstance(ex.evaluation_info, dict) else {}
+        if speedup is None:
+            speedup = _finite(_num(info.get("speedup")))
+        min_speedup = _finite(_num(info.get("min_speedup")))
+        if speedup is None and min_speedup is None:
+            return None  # not a performance task (no benchmark ran, no threshold recorded)
+        status = info.get("status")
+        passed = status in PASSED_STATUSES if isinstance(status, str) and status else bool(ex.success)
+        test = info.get("speedup_test")
+        significant = isinstance(test, dict) and test.get("significant") is True
+        flagged = info.get("speedup_flagged") is True or (
+            speedup is not None and speedup > SUSPICIOUS_SPEEDUP
+        )
+        return cls(ex.attempt, ex.sample_index, passed, speedup, significant, min_speedup, flagged)
+
+    @property
+    def optimized(self) -> bool:
+        """Correct, significantly faster, and by at least the instance's threshold."""
+        if not (self.passed and self.significant and self.speedup is not None):
+            return False
+        return self.speedup >= (self.min_speedup if self.min_speedup is not None else 1.0)
+
+
+def _num(x: Any) -> float | None:
+    return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else None
+
+
+def _geomean(values: list[float]) -> float | None:
+    positive = [v for v in values if v > 0]
+    return round(statistics.geometric_mean(positive), 4) if positive else None
+
+
+def _quantile(sorted_values: list[float], q: float) -> float:
+    """Linear interpolation between closest ranks (numpy's default)."""
+    pos = (len(sorted_values) - 1) * q
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(sorted_values) - 1)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
+
+
+def speedup_figures(perf: dict[str, dict[int, _Perf]]) -> dict[str, Any]:
+    """The speedup distribution over correct patches, per-task best-of-k, Opt@k, flagged list."""
+    passed = sorted(
+        p.speedup for v in perf.values() for p in v.values() if p.passed and p.speedup is not None
+    )
+    distribution: dict[str, Any] = {"count": len(passed)}
+    if passed:
+        distribution.update(
+            geometric_mean=_geomean(passed),
+            mean=round(statistics.fmean(passed), 4),
+            median=round(statistics.median(passed), 4),
+            min=round(passed[0], 4),
+            max=round(passed[-1], 4),
+            p10=round(_quantile(passed, 0.1), 4),
+            p90=round(_quantile(passed, 0.9), 4),
+        )
+    distribution["histogram"] = [
+        {
+            "low": lo,
+            "high": None if math.isinf(hi) else hi,
+            "count": sum(1 for x in passed if lo <= x < hi),
+        }
+        for lo, hi in itertools.pairwise(SPEEDUP_EDGES)
+    ]
+    per_task = []
+    for iid, v in perf.items():
+        ok = [p.speedup for p in v.values() if p.passed and p.speedup is not None]
+        per_task.append(
+            {
+                "instance_id": iid,
+                "rollouts": len(v),
+                "correct_with_speedup": len(ok),
+                "best_speedup": round(max(ok), 4) if ok else None,
+                "optimized": sum(p.optimized for p in v.values()),
+            }
+        )
+    bests = [t["best_speedup"] for t in per_task if t["best_speedup"] is not None]
+    counts = [len(v) for v in perf.values()]
+    opt_at_k = None
+    if counts:
+        k_max = min(counts)
+        opt_at_k = {
+            str(k): round(
+                statistics.fmean(
+                    pass_at_k(len(v), sum(p.optimized for p in v.values()), k) for v in perf.values()
+                ),
+                6,
+            )
+            for k in range(1, k_max + 1)
+        }
+    flagged = [
+        {"instance_id": iid, "sample_index": p.sample_index, "attempt": p.attempt, "speedup": p.speedup}
+        for iid, v in perf.items()
+        for p in v.values()
+        if p.flagged
+    ]
+    flagged.sort(key=lambda r: -(r["speedup"] or 0.0))
+    return {
+        "correct": distribution,
+        "best_of_k": {
+            "tasks": len(per_task),
+            "tasks_with_a_correct_speedup": len(bests),
+            "geometric_mean": _geomean(bests),
+            "per_task": sorted(per_task, key=lambda t: (-(t["best_speedup"] or 0.0), t["instance_id"])),
+        },
+        "opt_at_k": opt_at_k,
+        "optimized_tasks": sum(1 for t in per_task if t["optimized"]),
+        "flagged": flagged,
+    }
 
 
 def compute_stats(examples: Iterable[Example]) -> dict[str, Any]:
@@ -272,6 +429,8 @@ def render_stats(stats: dict[str, Any], console: Console) -> None:
             *(_fmt(sp[k]) for k in ("count", "mean", "median", "geometric_mean", "min", "max", "above_1"))
         )
         console.print(t)
+        if "correct" in sp:
+            render_speedup_figures(sp, console)
 
     if inst["pass_at_k"]:
         spi = inst["samples_per_instance"]
@@ -310,4 +469,65 @@ def render_stats(stats: dict[str, Any], console: Console) -> None:
             )
         if len(per) > len(shown):
             t.caption = f"{len(per) - len(shown)} more instances: use --json for all"
+        console.print(t)
+
+
+def speedup_histogram_lines(histogram: list[dict[str, Any]], width: int = 30) -> list[str]:
+    peak = max((b["count"] for b in histogram), default=0)
+    lines = []
+    for b in histogram:
+        label = f"≥ {b['low']:g}×" if b["high"] is None else f"{b['low']:g}–{b['high']:g}×"
+        bar = "█" * (round(b["count"] / peak * width) if peak else 0)
+        if b["count"] and not bar:
+            bar = "▏"
+        lines.append(f"{label:>10} {bar} {b['count']}")
+    return lines
+
+
+def render_speedup_figures(sp: dict[str, Any], console: Console) -> None:
+    """Speedups of correct patches, best-of-k per task, Opt@k and the flagged list."""
+    from rich.table import Table
+    from rich.text import Text
+
+    dist = sp["correct"]
+    t = Table(title="Speedup of correct patches (tests passed, benchmark ran)", title_justify="left")
+    cols = ("count", "geometric_mean", "median", "mean", "p10", "p90", "min", "max")
+    for col in cols:
+        t.add_column(col.replace("_", " "), justify="right")
+    t.add_row(*(_fmt(dist.get(k)) for k in cols))
+    console.print(t)
+    if dist["count"]:
+        for line in speedup_histogram_lines(dist["histogram"]):
+            console.print(Text(line))
+    best = sp["best_of_k"]
+    console.print(
+        Text.assemble(
+            ("Best of k per task: ", "bold italic"),
+            f"geometric mean {_fmt(best['geometric_mean'])}× over {best['tasks_with_a_correct_speedup']} of "
+            f"{best['tasks']} task(s) with a correct, benchmarked rollout",
+        )
+    )
+    if sp["opt_at_k"]:
+        t = Table(title="Opt@k (significant speedup ≥ the task's min_speedup)", title_justify="left")
+        t.add_column("k", justify="right")
+        t.add_column("Opt@k", justify="right")
+        for k, v in sp["opt_at_k"].items():
+            t.add_row(k, f"{v:.4f}")
+        console.print(t)
+    flagged = sp["flagged"]
+    if flagged:
+        t = Table(title=f"Flagged speedups (>10×): {len(flagged)} to review", title_justify="left")
+        for col, just in (
+            ("instance", "left"),
+            ("sample", "right"),
+            ("attempt", "right"),
+            ("speedup", "right"),
+        ):
+            t.add_column(col, justify=just)
+        for r in flagged[:FLAGGED_ROWS]:
+            t.add_row(
+                Text(r["instance_id"]), str(r["sample_index"]), str(r["attempt"]), f"{r['speedup']:.2f}×"
+            )
+        if len(flagged) > FLAGGED_ROWS:
+            t.caption = f"{len(flagged) - FLAGGED_ROWS} more: use --json for all"
         console.print(t)

@@ -367,6 +367,7 @@ class Runner:
             sample_index=task.sample_index,
             attempt=task.attempt,
             worker=worker,
+            problem_statement=cut(inst.problem_statement),
         )
         t0 = time.monotonic()
         started_at = _now_iso()

@@ -7,12 +7,12 @@ clock can be injected so that elapsed times, ETAs and rates are frozen in snapsh
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-from textual.app import App
+from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.screen import Screen
@@ -40,9 +40,9 @@ class ActionsProvider(Provider):
         out: list[tuple[str, str, Callable[[], Any]]] = []
         for node in (screen, self.app):
             for b in _bindings_of(node):
-                if not b.description or b.action in seen:
+                if not b.description or b.action in seen or b.description in seen:
                     continue
-                seen.add(b.action)
+                seen.update((b.action, b.description))
                 key = b.key_display or b.key.split(",")[0]
                 help_text = f"key: {key}" + (f" — {b.tooltip}" if b.tooltip else "")
                 out.append((b.description, help_text, partial(node.run_action, b.action)))
@@ -67,7 +67,9 @@ class AgentDataApp(App[int]):
     TITLE = "agentdata-tui"
     COMMANDS = App.COMMANDS | {ActionsProvider}
     BINDINGS = [
-        Binding("question_mark", "toggle_keys", "Keys", key_display="?", id="keys"),
+        # F1 works with an input focused too (there `?` is a character to type).
+        Binding("f1", "toggle_keys", "Keys", key_display="F1", id="keys"),
+        Binding("question_mark", "toggle_keys", "Keys", key_display="?", show=False, id="keys-question"),
     ]
 
     def __init__(self, first_screen: Callable[[AgentDataApp], Screen], *, clock: Clock | None = None) -> None:
@@ -77,6 +79,14 @@ class AgentDataApp(App[int]):
 
     def on_mount(self) -> None:
         self.push_screen(self._first_screen(self))
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        """Textual's own commands, less those our palette provider lists with the screen's meaning
+        (a screen's Quit asks before leaving a live run; Textual's would quit at once)."""
+        ours = {b.description for b in _bindings_of(screen) + _bindings_of(self) if b.description}
+        for command in super().get_system_commands(screen):
+            if command.title not in ours:
+                yield command
 
     def action_toggle_keys(self) -> None:
         """`?`: the keys of the current screen in a side panel (again to hide it)."""

@@ -36,6 +36,7 @@ class RolloutView:
     attempt: int
     worker: str
     started_t: float
+    problem_statement: str = ""
     steps: list[StepView] = field(default_factory=list)
     finished: dict[str, Any] | None = None
     finished_t: float | None = None
@@ -146,6 +147,7 @@ class DashboardState:
             attempt=int(ev.get("attempt") or 1),
             worker=worker,
             started_t=t,
+            problem_statement=str(ev.get("problem_statement") or ""),
         )
         self.rollouts[rid] = view
         w = self.workers.setdefault(worker, WorkerView(worker))

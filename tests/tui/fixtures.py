@@ -124,6 +124,7 @@ def write_run(
             sample_index=ex.sample_index,
             attempt=1,
             worker=i % workers,
+            problem_statement=ex.problem_statement,
         )
         n_steps = 2 if i < finished else 1
         for s in range(n_steps):

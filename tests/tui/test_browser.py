@@ -8,6 +8,7 @@ from pathlib import Path
 from textual.widgets import Checkbox, DataTable, Input, TabbedContent
 
 from agentdata_tui.reader import open_input
+from agentdata_tui.records import Example
 from agentdata_tui.tui.app import make_app
 from agentdata_tui.tui.screens.export import ExportScreen
 from agentdata_tui.tui.screens.stats import StatsScreen
@@ -238,3 +239,129 @@ async def test_reload_picks_up_rollouts_finished_since(tmp_path: Path) -> None:
         await index_done(pilot)
         assert len(app.screen.view) == 8
         assert app.screen.query_one("#examples", DataTable).row_count == 8
+
+
+@run_async
+async def test_an_invalid_min_reward_stays_visible_with_a_message(tmp_path: Path) -> None:
+    path = write_file(tmp_path / "data.json", n=12)
+    app = make_app("browse", path=path, clock=CLOCK)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await index_done(pilot)
+        screen = app.screen
+        box = screen.query_one("#min-reward", Input)
+        box.value = "0.5"
+        await pilot.pause()
+        kept = len(screen.view)
+        assert kept == sum(1 for ex in examples(12) if ex.reward >= 0.5)
+        box.focus()
+        await pilot.press("end", "x")  # "0.5x"
+        await pilot.pause()
+        assert "'0.5x' is not a number" in str(screen.query_one("#count").render())
+        box.value = "abc"
+        await pilot.pause()
+        count = str(screen.query_one("#count").render())
+        assert "'abc' is not a number" in count and "not applied" in count
+        assert box.value == "abc" and box.has_class("invalid")
+        # the typed text is drawn (not hidden behind a red bar)
+        assert "abc" in "".join(seg.text for seg in box.render_line(0))
+        assert len(screen.view) == kept  # the last valid filter still applies, and says so
+        box.value = "1"
+        await pilot.pause()
+        assert "not applied" not in str(screen.query_one("#count").render())
+        assert len(screen.view) == sum(1 for ex in examples(12) if ex.reward >= 1.0)
+
+
+def _raw_example() -> Example:
+    ex = examples(1)[0]
+    ex.messages = [
+        {"role": "system", "content": "You are a helpful assistant."},
+        {"role": "user", "content": "Fix calc.py"},
+        {"role": "assistant", "content": "THOUGHT: look first.\n\n\n```bash\ncat calc.py\n```\n"},
+        {"role": "user", "content": "<returncode>0</returncode>\n<output>\n\x1b[31mred\x1b[0m\r\n</output>"},
+    ]
+    ex.evaluation_info = {
+        "status": "tests_failed",
+        "test_output": "FAIL: test_add (test_calc.T)\n----\nAssertionError: -1 != 5\n",
+    }
+    return ex
+
+
+@run_async
+async def test_raw_view_shows_each_message_verbatim(tmp_path: Path) -> None:
+    from agentdata_tui.tui.widgets.conversation import ConversationView
+    from agentdata_tui.writer import write_training_data
+
+    path = tmp_path / "raw.json"
+    write_training_data(path, [_raw_example()], {})
+    app = make_app("browse", path=path, clock=CLOCK)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await index_done(pilot)
+        view = app.screen.query_one(ConversationView)
+        readable = view.text
+        assert "```" not in readable and "\x1b" not in readable  # fences rendered, no raw escape
+        await pilot.press("v")
+        await pilot.pause()
+        raw = view.text
+        lines = raw.splitlines()
+        at = lines.index(next(line for line in lines if "THOUGHT: look first." in line))
+        # the content line by line: two blank lines, then the fence as typed
+        assert [line.strip() for line in lines[at : at + 6]] == [
+            "THOUGHT: look first.",
+            "",
+            "",
+            "```bash",
+            "cat calc.py",
+            "```",
+        ]
+        assert "\\x1b[31mred\\x1b[0m\\x0d" in raw  # escape codes and the CR spelled out
+        await pilot.press("v")
+        await pilot.pause()
+        assert view.text == readable
+
+
+@run_async
+async def test_evaluation_outputs_read_as_text(tmp_path: Path) -> None:
+    from agentdata_tui.writer import write_training_data
+
+    path = tmp_path / "eval.json"
+    write_training_data(path, [_raw_example()], {})
+    app = make_app("browse", path=path, clock=CLOCK)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await index_done(pilot)
+        await pilot.press("3")
+        await pilot.pause()
+        text = _plain(app.screen.query_one("#evaluation-view").content)
+        assert "FAIL: test_add (test_calc.T)\n----\nAssertionError: -1 != 5" in text
+        assert "\\n" not in text
+        assert "status: tests_failed" in text
+
+
+def _plain(renderable) -> str:
+    import io
+
+    from rich.console import Console
+
+    console = Console(width=100, record=True, file=io.StringIO())
+    console.print(renderable)
+    return console.export_text()
+
+
+@run_async
+async def test_palette_has_no_duplicates_and_f1_helps_from_an_input(tmp_path: Path) -> None:
+    from agentdata_tui.tui.app import ActionsProvider
+
+    path = write_file(tmp_path / "data.json", n=3)
+    app = make_app("browse", path=path, clock=CLOCK)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await index_done(pilot)
+        names = [name for name, _, _ in ActionsProvider(app.screen)._commands()]
+        names += [c.title for c in app.get_system_commands(app.screen)]
+        assert len(names) == len(set(names)), names
+        assert "Quit" in names and "Keys" in names
+        box = app.screen.query_one("#text", Input)
+        box.focus()
+        await pilot.press("question_mark")
+        assert box.value == "?"  # a character to type there
+        await pilot.press("f1")
+        await pilot.pause()
+        assert app.screen.query("HelpPanel")

@@ -278,3 +278,92 @@ async def test_a_finished_runs_pid_is_not_signalled(tmp_path: Path) -> None:
     finally:
         proc.kill()
         proc.wait()
+
+
+@run_async
+async def test_layout_at_120_and_80_columns(tmp_path: Path) -> None:
+    """The conversation gets half the width at 120 columns; at 80 every worker column stays."""
+    run = write_run(tmp_path / "out.run", total=8, finished=5, complete=False)
+    app = make_app("watch", path=run, clock=CLOCK)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await dashboard_caught_up(pilot)
+        screen = app.screen
+        assert screen.query_one("#live").outer_size.width >= 60
+        summary = [line.rstrip() for line in str(screen.query_one("#run-summary").render()).splitlines()]
+        assert (
+            summary[0] == "run-0001 · running · model test-model · 4 workers" or "not running" in summary[0]
+        )
+        assert summary[1].startswith("5/8 done · ETA ")
+        # a long command wraps between words in the conversation, never inside one
+        log = screen.query_one("#live-log", RichLog)
+        text = [line.text.rstrip() for line in log.lines]
+        assert any(line.endswith("paginator.py &&") for line in text), text
+    app = make_app("watch", path=run, clock=CLOCK)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await dashboard_caught_up(pilot)
+        header = screen_header(app.screen.query_one("#workers", LineTable))
+        for column in ("step", "time", "status"):
+            assert column in header
+        assert all(
+            len(line) <= 80 for line in str(app.screen.query_one("#run-summary").render()).splitlines()
+        )
+
+
+def screen_header(table: LineTable) -> str:
+    return "".join(seg.text for seg in table.render_line(0))
+
+
+@run_async
+async def test_problem_statement_until_the_first_step_and_big_speedups_marked(tmp_path: Path) -> None:
+    run = write_run(tmp_path / "out.run", total=8, finished=3, complete=False)
+    app = make_app("watch", path=run, clock=CLOCK, poll_interval=0.02)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await dashboard_caught_up(pilot)
+        screen = app.screen
+        with open(run / "events.jsonl", "a", encoding="utf-8") as fh:
+            for ev in (
+                {
+                    "type": "rollout_finished",
+                    "rollout_id": "r3",
+                    "reward": 1.0,
+                    "success": True,
+                    "speedup": 16.9,
+                },
+                {
+                    "type": "rollout_started",
+                    "rollout_id": "r9",
+                    "instance_id": "demo__task-9",
+                    "worker": 3,
+                    "problem_statement": "The cache never expires entries older than ttl.",
+                },
+            ):
+                fh.write(json.dumps({"v": 1, "t": T0 + 20, **ev}) + "\n")
+        await wait_until(pilot, lambda: "r9" in screen.state.rollouts)
+        await dashboard_caught_up(pilot)
+        screen.select_rollout("r9")
+        await pilot.pause()
+        log = screen.query_one("#live-log", RichLog)
+        shown = "\n".join(line.text for line in log.lines)
+        assert "The cache never expires entries older than ttl." in shown
+        recent = screen.query_one("#recent", LineTable)
+        rows = ["".join(seg.text for seg in recent.render_line(y)) for y in range(1, recent.row_count + 1)]
+        assert any("16.9× ⚠" in row for row in rows), rows
+        with open(run / "events.jsonl", "a", encoding="utf-8") as fh:
+            fh.write(
+                json.dumps(
+                    {
+                        "v": 1,
+                        "t": T0 + 21,
+                        "type": "step",
+                        "rollout_id": "r9",
+                        "step": 1,
+                        "command": "grep -n ttl cache.py",
+                        "assistant": "THOUGHT: find ttl",
+                    }
+                )
+                + "\n"
+            )
+        await wait_until(pilot, lambda: screen.state.rollouts["r9"].steps)
+        await dashboard_caught_up(pilot)
+        shown = "\n".join(line.text for line in log.lines)
+        assert "THOUGHT: find ttl" in shown and "never expires" not in shown

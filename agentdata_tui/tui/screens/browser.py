@@ -18,7 +18,6 @@ from textual.screen import Screen
 from textual.widgets import (
     Checkbox,
     DataTable,
-    Footer,
     Header,
     Input,
     Label,
@@ -32,7 +31,8 @@ from agentdata_tui.records import Example
 from agentdata_tui.tui.index import SORT_KEYS, ExampleIndex, Row, RowFilter
 from agentdata_tui.tui.messages import IndexBatch, IndexDone
 from agentdata_tui.tui.widgets.conversation import ConversationView
-from agentdata_tui.tui.widgets.render import code, render_json
+from agentdata_tui.tui.widgets.footer import AppFooter
+from agentdata_tui.tui.widgets.render import code, render_evaluation, render_json, speedup_cell
 
 PAGE_SIZE = 1000
 COLUMNS = ("instance", "sample", "reward", "speedup", "success", "steps", "exit status")
@@ -42,13 +42,27 @@ COLUMN_SORT = dict(
 TABS = ("conversation", "diff", "evaluation", "steps", "metadata")
 
 
+def parse_min_reward(text: str) -> tuple[float | None, str | None]:
+    """The filter bar's minimum reward: (value, None), or (None, what is wrong in plain words)."""
+    text = text.strip()
+    if not text:
+        return None, None
+    try:
+        value = float(text)
+    except ValueError:
+        return None, f"'{text}' is not a number (0 to 1)"
+    if not 0.0 <= value <= 1.0:
+        return None, f"{text} is outside 0 to 1"
+    return value, None
+
+
 def row_cells(row: Row) -> tuple:
     reward_style = "green" if row.reward >= 1.0 else ("yellow" if row.reward > 0 else "red")
     return (
         row.instance_id,
         str(row.sample_index),
         Text(f"{row.reward:.3f}", style=reward_style, justify="right"),
-        Text("–" if row.speedup is None else f"{row.speedup:.2f}×", justify="right"),
+        speedup_cell(row.speedup),
         Text("✓", style="green") if row.success else Text("✗", style="red"),
         Text(str(row.steps), justify="right"),
         Text(row.exit_status + (" ⚠" if row.error else ""), style="red" if row.error else ""),
@@ -70,6 +84,7 @@ class BrowserScreen(Screen[None]):
             "left_square_bracket", "page(-1)", "Previous page", show=False, key_display="[", id="prev-page"
         ),
         Binding("z", "toggle_folds", "Open/close folds", show=False, id="folds"),
+        Binding("v", "toggle_raw", "Raw view", id="raw"),
         Binding("escape", "focus_table", "Table", show=False, id="table"),
         Binding("ctrl+r", "reload", "Reload", show=False, id="reload"),
         Binding("1", "tab('conversation')", "Conversation tab", show=False),
@@ -93,6 +108,7 @@ class BrowserScreen(Screen[None]):
         self.current: Row | None = None
         self.example: Example | None = None
         self._rendered: set[str] = set()
+        self.filter_error: str | None = None  # the filter bar's input that is not applied, and why
         self.sub_title = str(self.path)
 
     # -- layout --------------------------------------------------------------
@@ -118,7 +134,7 @@ class BrowserScreen(Screen[None]):
                     yield DataTable(id="steps-view", cursor_type="row", zebra_stripes=True)
                 with TabPane("Metadata", id="metadata"), VerticalScroll():
                     yield Static("", id="metadata-view")
-        yield Footer()
+        yield AppFooter()
 
     def on_mount(self) -> None:
         table = self.query_one("#examples", DataTable)
@@ -205,6 +221,8 @@ class BrowserScreen(Screen[None]):
             text.append(f"  page {self.page + 1}/{pages} ([ ])", style="dim")
         sort = self.sort + (" ↓" if self.reverse else "")
         text.append(f"  sort: {sort}", style="dim")
+        if self.filter_error:
+            text.append(f"  ✗ {self.filter_error}", style="bold red")
         if error:
             text.append(f"  {error}", style="bold red")
         self.query_one("#count", Label).update(text)
@@ -288,7 +306,7 @@ class BrowserScreen(Screen[None]):
                 "model_calls": ex.model_calls,
                 "evaluation_info": ex.evaluation_info,
             }
-            view.update(render_json(head))
+            view.update(render_evaluation(head))
         elif tab == "steps":
             self._fill_steps(ex)
         elif tab == "metadata":
@@ -352,21 +370,17 @@ class BrowserScreen(Screen[None]):
         self.apply_filter()
 
     def apply_filter(self) -> None:
-        text = self.query_one("#min-reward", Input).value.strip()
-        min_reward: float | None = None
         box = self.query_one("#min-reward", Input)
-        if text:
-            try:
-                min_reward = float(text)
-                if not 0.0 <= min_reward <= 1.0:
-                    raise ValueError
-                box.remove_class("invalid")
-            except ValueError:
-                box.add_class("invalid")
-                self.notify(f"min reward: a number between 0 and 1, got '{text}'", severity="warning")
-                return
-        else:
-            box.remove_class("invalid")
+        min_reward, problem = parse_min_reward(box.value)
+        box.set_class(problem is not None, "invalid")
+        if problem is not None:
+            # What was typed stays visible in the box; the line above the table says why it
+            # is not applied (the rows shown are still those of the last valid filter).
+            self.filter_error = f"min reward {problem}: not applied"
+            self._update_count()
+            return
+        self.filter_error = None
+        self._update_count()
         new = RowFilter(
             min_reward=min_reward,
             successful_only=self.query_one("#successful", Checkbox).value,
@@ -413,6 +427,15 @@ class BrowserScreen(Screen[None]):
         """Open (or close) every folded reasoning block and long observation."""
         self.action_tab("conversation")
         self.query_one("#conversation-view", ConversationView).toggle_all()
+
+    def action_toggle_raw(self) -> None:
+        """The conversation as stored: fences, blank lines and escape codes as the model wrote them."""
+        self.action_tab("conversation")
+        view = self.query_one("#conversation-view", ConversationView)
+        view.set_raw(not view.raw)
+        self.query_one("#detail", TabbedContent).get_tab("conversation").label = (
+            "Conversation (raw)" if view.raw else "Conversation"
+        )
 
     def action_tab(self, tab: str) -> None:
         self.query_one("#detail", TabbedContent).active = tab

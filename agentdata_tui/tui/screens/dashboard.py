@@ -20,33 +20,36 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Label, ProgressBar, RichLog, Static
+from textual.widgets import Header, Label, ProgressBar, RichLog, Static
 
 from agentdata_tui.events import EventTail
 from agentdata_tui.tui.messages import EventsBatch, LogReset, RunProcessExited
 from agentdata_tui.tui.state import DashboardState, RolloutView, StepView, format_duration
+from agentdata_tui.tui.widgets.footer import AppFooter
 from agentdata_tui.tui.widgets.line_table import LineTable
-from agentdata_tui.tui.widgets.render import code, render_content
+from agentdata_tui.tui.widgets.render import code, is_suspicious, render_content, speedup_cell
 
 REPAINT_S = 0.1  # at most ten repaints a second
-WORKER_COLUMNS = ("worker", "instance", "sample", "step", "last command", "elapsed", "status")
-# Header labels and widths that fit the worker table in 80 columns of a 120-column terminal.
+WORKER_COLUMNS = ("worker", "instance", "sample", "step", "elapsed", "status", "last command")
+# Widths that keep the worker table within half of a 120-column terminal (the conversation
+# gets the other half); "last command" takes whatever is left and is left out when nothing is.
 WORKER_HEADERS = {
     "worker": ("w", 3),
-    "instance": ("instance", 22),
+    "instance": ("instance", 20),
     "sample": ("s", 2),
     "step": ("step", 4),
-    "last command": ("last command", 18),
-    "elapsed": ("time", 6),
+    "elapsed": ("time", 7),
     "status": ("status", 9),
+    "last command": ("last command", 0),
 }
-RECENT_HEADERS = [
-    ("instance", 30),
-    ("sample", 6),
+NARROW = 100  # below this many columns the worker table and the conversation are stacked
+RECENT_HEADERS = [  # the instance column takes what the others leave
+    ("instance", 14),
+    ("s", 2),
     ("reward", 7),
-    ("speedup", 8),
+    ("speedup", 9),
     ("status", 10),
-    ("exit status", 16),
+    ("exit status", 14),
     ("steps", 5),
 ]
 STATUS_STYLE = {
@@ -128,6 +131,8 @@ class DashboardScreen(Screen[None]):
         self._tick = 0
         self._process_reported = False
         self._stop_sent = False
+        self._problem_shown = False
+        self._live_width = 0
         self.sub_title = str(self.run_dir)
 
     def compose(self) -> ComposeResult:
@@ -136,14 +141,19 @@ class DashboardScreen(Screen[None]):
         yield ProgressBar(total=None, show_eta=False, id="run-progress")
         yield Label("", id="run-alert")
         with Horizontal(id="dash-body"):
-            yield LineTable([WORKER_HEADERS[c] for c in WORKER_COLUMNS], self._worker_row, id="workers")
+            yield LineTable(
+                [WORKER_HEADERS[c] for c in WORKER_COLUMNS],
+                self._worker_row,
+                flex=WORKER_COLUMNS.index("last command"),
+                id="workers",
+            )
             with Vertical(id="live"):
                 yield Label("Conversation", id="live-title")
                 yield RichLog(
                     id="live-log", wrap=True, markup=False, highlight=False, max_lines=2000, min_width=20
                 )
-        yield LineTable(RECENT_HEADERS, self._recent_row, id="recent")
-        yield Footer()
+        yield LineTable(RECENT_HEADERS, self._recent_row, flex=0, id="recent")
+        yield AppFooter()
 
     def on_mount(self) -> None:
         self.state = DashboardState(clock=self.app.clock)  # type: ignore[attr-defined]
@@ -269,24 +279,35 @@ class DashboardScreen(Screen[None]):
             status = "finished"
         else:
             status = "running" if live else "not running (stopped or killed; resume with --resume)"
-        line1 = Text()
-        line1.append(f"run {state.run_id or '?'}", style="bold")
-        line1.append(f"  {status}", style="green" if m.finished and not m.stopped else "yellow")
         settings = state.settings
-        if settings.get("model") or settings.get("model_name"):
-            line1.append(f"  model {settings.get('model') or settings.get('model_name')}", style="dim")
-        line1.append(f"  workers {state.workers_n or len(state.workers)}", style="dim")
-        line2 = Text()
-        line2.append(f"{m.done:,}/{m.total:,} done", style="bold")
-        line2.append(f"  ETA {format_duration(m.eta_s)}  elapsed {format_duration(m.elapsed_s)}")
-        line2.append(f"  success {m.success_rate * 100:.1f}%  avg reward {m.average_reward:.3f}")
-        line2.append(f"  {m.rollouts_per_min:.1f} rollouts/min  {m.tokens_per_s:,.0f} tok/s")
-        line3 = Text()
-        line3.append(f"running {m.running}", style="yellow")
-        line3.append(f"  succeeded {m.succeeded}", style="green")
-        line3.append(f"  failed {m.failed}", style="red")
-        line3.append(f"  errors {m.errors}", style="bold red" if m.errors else "dim")
-        self.query_one("#run-summary", Static).update(Text("\n").join([line1, line2, line3]))
+        model = settings.get("model") or settings.get("model_name")
+        groups: list[list[Text | str | tuple[str, str]]] = [
+            [
+                (state.run_id or "run ?", "bold"),
+                (status, "green" if m.finished and not m.stopped else "yellow"),
+                *([f"model {model}"] if model else []),
+                f"{state.workers_n or len(state.workers)} workers",
+            ],
+            [
+                (f"{m.done:,}/{m.total:,} done", "bold"),
+                f"ETA {format_duration(m.eta_s)}",
+                f"elapsed {format_duration(m.elapsed_s)}",
+                f"{m.rollouts_per_min:.1f} rollouts/min",
+                f"{m.tokens_per_s:,.0f} tok/s",
+            ],
+            [
+                (f"running {m.running}", "yellow"),
+                (f"succeeded {m.succeeded}", "green"),
+                (f"failed {m.failed}", "red"),
+                (f"errors {m.errors}", "bold red" if m.errors else "dim"),
+                *([(f"cancelled {m.cancelled}", "magenta")] if getattr(m, "cancelled", 0) else []),
+                f"success {m.success_rate * 100:.1f}%",
+                f"avg reward {m.average_reward:.3f}",
+            ],
+        ]
+        width = max(20, self.size.width - 2)
+        lines = [line for group in groups for line in figure_lines(group, width)]
+        self.query_one("#run-summary", Static).update(Text("\n").join(lines))
         bar = self.query_one("#run-progress", ProgressBar)
         bar.update(total=max(1, m.total), progress=m.done)
 
@@ -302,9 +323,9 @@ class DashboardScreen(Screen[None]):
             w.instance_id,
             str(w.sample_index),
             str(w.step),
-            command[:48] + ("…" if len(command) > 48 else ""),
             format_duration(elapsed),
             Text(w.status, style=STATUS_STYLE.get(w.status, "")),
+            command[:300],
         )
 
     def _worker_row(self, key: str) -> tuple:
@@ -338,7 +359,7 @@ class DashboardScreen(Screen[None]):
             view.instance_id,
             str(view.sample_index),
             Text("–" if reward is None else f"{reward:.3f}", justify="right"),
-            Text("–" if speedup is None else f"{speedup:.2f}×", justify="right"),
+            speedup_cell(speedup, f.get("speedup_flagged")),
             Text(view.status, style=STATUS_STYLE.get(view.status, "")),
             str(f.get("exit_status") or ""),
             str(calls if calls is not None else len(view.steps)),
@@ -359,6 +380,14 @@ class DashboardScreen(Screen[None]):
         if view is None:
             return
         log = self.query_one("#live-log", RichLog)
+        if not view.steps:
+            # Nothing the model did yet: the task it was given, until its first step.
+            if not self._problem_shown:
+                _write_problem(log, view)
+                self._problem_shown = True
+        elif self._problem_shown:
+            log.clear()
+            self._problem_shown = False
         for step in view.steps[self._written_steps :]:
             _write_step(log, step)
         self._written_steps = len(view.steps)
@@ -375,10 +404,7 @@ class DashboardScreen(Screen[None]):
         if rollout_id == self.selected_rollout or self.state is None:
             return
         self.selected_rollout = rollout_id
-        log = self.query_one("#live-log", RichLog)
-        log.clear()
-        log._finished_written = False  # type: ignore[attr-defined]
-        self._written_steps = 0
+        self._clear_live()
         view = self.state.rollouts.get(rollout_id) if rollout_id else None
         title = self.query_one("#live-title", Label)
         if view is None:
@@ -388,6 +414,28 @@ class DashboardScreen(Screen[None]):
             Text(f"{view.instance_id} · sample {view.sample_index} · worker {view.worker}", style="bold")
         )
         self._paint_live(self.state, {view.rollout_id})
+
+    def _clear_live(self) -> None:
+        log = self.query_one("#live-log", RichLog)
+        log.clear()
+        log._finished_written = False  # type: ignore[attr-defined]
+        self._written_steps = 0
+        self._problem_shown = False
+
+    def on_resize(self, event: Any) -> None:
+        """Stacked below 100 columns; the conversation is written again at its new width (a
+        RichLog keeps lines wrapped at the width they were written at)."""
+        self.set_class(self.size.width < NARROW, "narrow")
+        self.call_after_refresh(self._rewrap_live)
+
+    def _rewrap_live(self) -> None:
+        width = self.query_one("#live-log", RichLog).scrollable_content_region.width
+        if width == self._live_width or self.state is None or self.selected_rollout is None:
+            self._live_width = width
+            return
+        self._live_width = width
+        self._clear_live()
+        self._paint_live(self.state, {self.selected_rollout})
 
     def _select_worker_row(self, row: int) -> None:
         table = self.query_one("#workers", LineTable)
@@ -490,6 +538,31 @@ class DashboardScreen(Screen[None]):
             self.select_rollout(target.rollout_id)
 
 
+def figure_lines(figures: list[Text | str | tuple[str, str]], width: int) -> list[Text]:
+    """Figures joined by ' · ', wrapped between figures, never inside one ("avg reward" stays
+    beside its number)."""
+    sep = Text(" · ", style="dim")
+    lines: list[Text] = []
+    line = Text()
+    for figure in figures:
+        text = (
+            figure
+            if isinstance(figure, Text)
+            else Text(*figure)
+            if isinstance(figure, tuple)
+            else Text(figure)
+        )
+        if line.cell_len and line.cell_len + len(sep) + text.cell_len > width:
+            lines.append(line)
+            line = Text()
+        if line.cell_len:
+            line.append_text(sep)
+        line.append_text(text)
+    if line.cell_len:
+        lines.append(line)
+    return lines
+
+
 def _worker_order(key: str) -> tuple[int, str]:
     return (int(key), "") if key.isdigit() else (1 << 30, key)
 
@@ -523,13 +596,31 @@ def _write_step(log: RichLog, step: StepView) -> None:
             log.write(Text(obs, style="dim"))
 
 
+def _write_problem(log: RichLog, view: RolloutView) -> None:
+    log.write(
+        Text(" TASK ", style="bold reverse cyan")
+        + Text("  the problem statement (until the first step)", style="dim")
+    )
+    if view.problem_statement:
+        text = view.problem_statement
+        lines = text.splitlines()
+        if len(lines) > 60:
+            text = "\n".join(lines[:60]) + f"\n… {len(lines) - 60} more lines"
+        log.write(Text(text))
+    else:
+        log.write(Text("(the event log does not carry it; waiting for the first step)", style="dim italic"))
+
+
 def _write_finished(log: RichLog, view: RolloutView) -> None:
     f = view.finished or {}
     t = Text()
     t.append(f" {view.status.upper()} ", style=("bold reverse " + STATUS_STYLE.get(view.status, "")).strip())
     t.append(f"  exit {f.get('exit_status')}  reward {f.get('reward')}")
     if f.get("speedup") is not None:
-        t.append(f"  speedup {f['speedup']:.2f}×")
+        if is_suspicious(f["speedup"], f.get("speedup_flagged")):
+            t.append(f"  speedup {f['speedup']:.2f}× ⚠ suspicious (>10×): check it", style="bold magenta")
+        else:
+            t.append(f"  speedup {f['speedup']:.2f}×")
     if f.get("error"):
         t.append(f"  error: {f['error']}", style="red")
     log.write(t)

@@ -20,7 +20,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.suggester import SuggestFromList
 from textual.widget import Widget
-from textual.widgets import Button, Footer, Header, Input, Label, Select
+from textual.widgets import Button, Header, Input, Label, Select
 
 from agentdata_tui.tui.checks import CheckResult, check_docker, check_eval, check_model
 from agentdata_tui.tui.launch_settings import (
@@ -34,6 +34,7 @@ from agentdata_tui.tui.launch_settings import (
     validate_fields,
 )
 from agentdata_tui.tui.messages import CheckDone
+from agentdata_tui.tui.widgets.footer import AppFooter
 
 # (field, label, placeholder)
 MODEL_FIELDS = (
@@ -147,7 +148,7 @@ class LaunchScreen(Screen[None]):
                 yield Button("Start", id="start", variant="success")
                 yield Button("Quit", id="quit")
             yield Label("", id="n-form", classes="form-error")
-        yield Footer()
+        yield AppFooter()
 
     def on_mount(self) -> None:
         self._update_warning()

@@ -11,10 +11,11 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Footer, Header, LoadingIndicator, Static
+from textual.widgets import Header, LoadingIndicator, Static
 
 from agentdata_tui.tui.index import ExampleIndex, Row
 from agentdata_tui.tui.messages import StatsReady
+from agentdata_tui.tui.widgets.footer import AppFooter
 
 
 def stats_text(stats: dict, width: int = 100) -> Text:
@@ -46,7 +47,7 @@ class StatsScreen(Screen[None]):
         yield LoadingIndicator(id="stats-loading")
         with VerticalScroll(id="stats-body"):
             yield Static("", id="stats")
-        yield Footer()
+        yield AppFooter()
 
     def on_mount(self) -> None:
         self.compute()

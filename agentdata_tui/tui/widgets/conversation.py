@@ -24,6 +24,7 @@ from agentdata_tui.records import Example
 from agentdata_tui.tui.widgets.render import (
     is_long,
     render_content,
+    render_raw,
     render_tool_calls,
     role_title,
     split_reasoning,
@@ -45,6 +46,7 @@ class ConversationView(ScrollView, can_focus=True):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.example: Example | None = None
+        self.raw = False  # each message verbatim (fences, blank lines, escape codes spelled out)
         self.open: set[int] = set()
         self.folds: list[_Fold] = []
         self._parts: list[RenderableType | _Fold] = []
@@ -61,6 +63,12 @@ class ConversationView(ScrollView, can_focus=True):
         self._render_parts()
         self.scroll_home(animate=False)
 
+    def set_raw(self, raw: bool) -> None:
+        """Switch between the readable view and the raw one, staying on the same example."""
+        if raw != self.raw:
+            self.raw = raw
+            self.show(self.example)
+
     @property
     def text(self) -> str:
         """The rendered lines as plain text (tests look at what is shown)."""
@@ -70,6 +78,18 @@ class ConversationView(ScrollView, can_focus=True):
         if example is None:
             return [Text("No example selected.", style="dim italic")]
         parts: list[RenderableType | _Fold] = []
+        if self.raw:
+            parts.append(
+                Text(
+                    "Raw view: each message exactly as stored (v: back to the readable view)",
+                    style="dim italic",
+                )
+            )
+            for i, message in enumerate(example.messages):
+                parts.append(Text(""))
+                parts.append(role_title(str(message.get("role", "?")), i))
+                parts.append(Padding(render_raw(message), (0, 0, 0, 2)))
+            return parts
         seen_user = False
         for i, message in enumerate(example.messages):
             role = str(message.get("role", "?"))

@@ -55,13 +55,42 @@ class LineTable(ScrollView, can_focus=True):
     class Selected(Highlighted):
         pass
 
-    def __init__(self, columns: Sequence[Column], cells: Callable[[str], Sequence[Cell]], **kwargs) -> None:
+    def __init__(
+        self,
+        columns: Sequence[Column],
+        cells: Callable[[str], Sequence[Cell]],
+        *,
+        flex: int | None = None,
+        **kwargs,
+    ) -> None:
+        """``flex``: the index of a column that takes the width left over by the others (its
+        given width is its least); the others keep theirs, so narrowing the table never
+        pushes the columns after it out of sight."""
         super().__init__(**kwargs)
+        self.base_columns = list(columns)
         self.columns = list(columns)
+        self.flex = flex
         self.cells = cells
         self.keys: list[str] = []
         self.cursor = 0
         self._width = sum(w + 2 for _, w in self.columns)
+
+    def _fit(self) -> None:
+        if self.flex is None:
+            return
+        fixed = sum(w + 2 for i, (_, w) in enumerate(self.base_columns) if i != self.flex)
+        header, least = self.base_columns[self.flex]
+        width = max(least, self.scrollable_content_region.width - fixed - 2)
+        if width < 8:  # too narrow to say anything: left out rather than a column of "…"
+            width = 0
+        self.columns = list(self.base_columns)
+        self.columns[self.flex] = (header, width)
+        self._width = sum(w + 2 for _, w in self.columns if w > 0)
+        self.virtual_size = Size(self._width, len(self.keys) + 1)
+
+    def on_resize(self, event: events.Resize) -> None:
+        self._fit()
+        self.refresh()
 
     @property
     def row_count(self) -> int:
@@ -91,6 +120,8 @@ class LineTable(ScrollView, can_focus=True):
     def _line(self, cells: Sequence[Cell], style: Style | str = "") -> Text:
         line = Text(style=style, no_wrap=True, overflow="ellipsis")
         for (_, width), cell in zip(self.columns, cells, strict=False):
+            if width <= 0:
+                continue
             text = cell.copy() if isinstance(cell, Text) else Text(str(cell))
             if text.justify == "right" and text.cell_len < width:
                 text.pad_left(width - text.cell_len)

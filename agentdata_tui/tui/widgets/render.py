@@ -23,6 +23,11 @@ ROLE_STYLES = {
 THEME = "ansi_dark"
 _FENCE = re.compile(r"```([\w+-]*)[ \t]*\n(.*?)(?:\n```|\Z)", re.DOTALL)
 _THINK = re.compile(r"^\s*<think>(.*?)</think>\s*", re.DOTALL)
+# Control characters other than newline and tab: shown as \xNN instead of acting on the terminal
+# (an ANSI colour code in a model's output must read as the bytes the model wrote).
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+CONTROL_STYLE = "bold reverse magenta"
+SUSPICIOUS_SPEEDUP = 10.0  # the evaluation flags speedups above this (speedup_flagged)
 LONG_LINES = 25
 LONG_CHARS = 3000
 
@@ -73,9 +78,42 @@ def code(text: str, lexer: str) -> Text | Syntax:
     trajectory and the browser must move to the next example fast); other languages a lexer."""
     if lexer == "diff":
         return diff_text(text)
+    if _CONTROL.search(text):
+        return visible(text, style="bold #87d7af" if lexer == "bash" else "")
     if lexer in ("bash", "text") or len(text) > 20_000:
         return Text(text, style="bold #87d7af" if lexer == "bash" else "")
     return Syntax(text, lexer, theme=THEME, word_wrap=True, background_color="default")
+
+
+def visible(text: str, style: str = "") -> Text:
+    """``text`` as it is, control characters (escape codes, carriage returns) spelled out."""
+    out = Text(style=style)
+    pos = 0
+    for m in _CONTROL.finditer(text):
+        out.append(text[pos : m.start()])
+        out.append(f"\\x{ord(m.group()):02x}", style=CONTROL_STYLE)
+        pos = m.end()
+    out.append(text[pos:])
+    return out
+
+
+def render_raw(message: dict[str, Any]) -> RenderableType:
+    """One message verbatim: every key but the role, the content exactly as stored (fences,
+    blank lines, trailing spaces), control characters spelled out."""
+    parts: list[RenderableType] = []
+    for key, value in message.items():
+        if key == "role":
+            continue
+        parts.append(Text(f"{key}:", style="dim italic"))
+        if isinstance(value, str):
+            parts.append(visible(value) if value else Text('""', style="dim"))
+        else:
+            parts.append(visible(json.dumps(value, ensure_ascii=False, indent=2)))
+    return Group(*parts) if parts else Text("(no fields)", style="dim italic")
+
+
+def _plain(text: str) -> Text:
+    return visible(text) if _CONTROL.search(text) else Text(text)
 
 
 def render_content(text: str) -> RenderableType:
@@ -85,12 +123,12 @@ def render_content(text: str) -> RenderableType:
     for m in _FENCE.finditer(text):
         before = text[pos : m.start()].strip("\n")
         if before:
-            parts.append(Text(before))
+            parts.append(_plain(before))
         parts.append(code(m.group(2), _lexer(m.group(1), m.group(2))))
         pos = m.end()
     rest = text[pos:].strip("\n")
     if rest:
-        parts.append(Text(rest))
+        parts.append(_plain(rest))
     return Group(*parts) if parts else Text("(empty)", style="dim italic")
 
 
@@ -125,5 +163,51 @@ def role_title(role: str, index: int, extra: str = "") -> Text:
     return t
 
 
-def render_json(data: Any) -> Syntax:
+def render_json(data: Any) -> Text | Syntax:
     return code(json.dumps(data, ensure_ascii=False, indent=2, default=str), "json")
+
+
+def _is_output(value: Any) -> bool:
+    return isinstance(value, str) and ("\n" in value or len(value) > 120)
+
+
+def render_evaluation(data: dict[str, Any]) -> RenderableType:
+    """Figures as ``key: value`` lines, and every output (a multi-line or long string at any
+    depth, e.g. ``test_output``) as its own block of text, as a terminal showed it."""
+    figures: list[RenderableType] = []
+    outputs: list[RenderableType] = []
+
+    def walk(value: Any, path: str, depth: int) -> None:
+        pad = "  " * depth
+        if isinstance(value, dict) and value:
+            figures.append(Text(f"{pad}{path}:", style="bold"))
+            for k, v in value.items():
+                walk(v, str(k), depth + 1)
+            return
+        if _is_output(value):
+            figures.append(Text(f"{pad}{path}: ", style="bold").append("(below)", style="dim italic"))
+            outputs.append(Text(""))
+            outputs.append(Text(f" {path} ", style="bold reverse"))
+            outputs.append(visible(value))
+            return
+        shown = json.dumps(value, ensure_ascii=False, default=str) if not isinstance(value, str) else value
+        line = Text(f"{pad}{path}: ", style="bold")
+        line.append(visible(shown))
+        figures.append(line)
+
+    for key, value in data.items():
+        walk(value, key, 0)
+    return Group(*figures, *outputs)
+
+
+def is_suspicious(speedup: float | None, flagged: bool | None = None) -> bool:
+    """A speedup to review before training on it: flagged by the evaluation, or over 10×."""
+    return bool(flagged) or (speedup is not None and speedup > SUSPICIOUS_SPEEDUP)
+
+
+def speedup_cell(speedup: float | None, flagged: bool | None = None) -> Text:
+    if speedup is None:
+        return Text("–", justify="right")
+    if is_suspicious(speedup, flagged):
+        return Text(f"{speedup:.1f}× ⚠", style="bold magenta", justify="right")
+    return Text(f"{speedup:.2f}×", justify="right")
