@@ -101,14 +101,22 @@ def register(add) -> None:
             "Browse examples: any input the processing commands accept (training-data JSON, a run "
             "folder or its examples.jsonl, mini-swe-agent trajectories). Large files are indexed in "
             "the background; rows appear at once and an example is read from disk only when shown.\n"
-            "Keys: / filter, n/p next/previous, o sort, t statistics, e export, ? all keys, q quit."
+            "Keys: / filter, n/p next/previous, o sort, v raw view, g tasks (pass@k per task), c compare "
+            "two rollouts of a task, t statistics, e export, F1 all keys, q quit."
         ),
-        epilog="examples:\n  agentdata-tui browse training_data.json\n  agentdata-tui browse training_data.run/",
+        epilog=(
+            "examples:\n  agentdata-tui browse training_data.json\n  agentdata-tui browse training_data.run/\n"
+            "  agentdata-tui browse runs/qwen.json runs/llama.json   # two models on the same tasks"
+        ),
     )
     p.add_argument(
-        "file",
+        "files",
+        nargs="+",
         metavar="FILE",
-        help="training-data JSON, run folder, examples.jsonl or *.traj.json file/folder",
+        help=(
+            "training-data JSON, run folder, examples.jsonl or *.traj.json file/folder; several "
+            "(runs or models on the same tasks) open together to compare rollouts of a task"
+        ),
     )
     p.set_defaults(func=run_browse)
 
@@ -162,11 +170,12 @@ def run_launch(args: argparse.Namespace) -> int:
 def run_browse(args: argparse.Namespace) -> int:
     from agentdata_tui.reader import open_input
 
-    open_input(args.file)  # bad input: one line and exit 2, before the screen opens
+    for path in args.files:
+        open_input(path)  # bad input: one line and exit 2, before the screen opens
     _need_terminal()
     from agentdata_tui.tui.app import make_app
 
-    return _run(make_app("browse", path=args.file))
+    return _run(make_app("browse", path=list(args.files)))
 
 
 def _resolve_run_dir(path: str) -> Path:

@@ -77,12 +77,13 @@ class StatsBuilder:
         self.prompt_tokens = 0
         self.completion_tokens = 0
         self.with_tokens = 0
-        # instance_id -> {sample_index: (attempt, success, reward)}: the latest attempt per sample
-        self.samples: dict[str, dict[int, tuple[int, bool, float]]] = {}
-        # instance_id -> {sample_index: _Perf}: the latest attempt's speedup figures
-        self.perf: dict[str, dict[int, _Perf]] = {}
+        # instance_id -> {(source, sample_index): (attempt, success, reward)}: the latest attempt
+        # per sample (``source`` tells apart inputs analysed together: several runs of a task)
+        self.samples: dict[str, dict[tuple[int, int], tuple[int, bool, float]]] = {}
+        # instance_id -> {(source, sample_index): _Perf}: the latest attempt's speedup figures
+        self.perf: dict[str, dict[tuple[int, int], _Perf]] = {}
 
-    def add(self, ex: Example) -> None:
+    def add(self, ex: Example, source: int = 0) -> None:
         self.total += 1
         reward = _finite(ex.reward) or 0.0
         self.successful += bool(ex.success)
@@ -106,15 +107,16 @@ class StatsBuilder:
                 has_tokens = True
         self.with_tokens += has_tokens
         per = self.samples.setdefault(ex.instance_id, {})
-        prev = per.get(ex.sample_index)
+        key = (source, ex.sample_index)
+        prev = per.get(key)
         if prev is None or ex.attempt >= prev[0]:
-            per[ex.sample_index] = (ex.attempt, bool(ex.success), reward)
+            per[key] = (ex.attempt, bool(ex.success), reward)
         perf = _Perf.of(ex, speedup)
         if perf is not None:
             slot = self.perf.setdefault(ex.instance_id, {})
-            old = slot.get(ex.sample_index)
+            old = slot.get(key)
             if old is None or ex.attempt >= old.attempt:
-                slot[ex.sample_index] = perf
+                slot[key] = perf
 
     def build(self) -> dict[str, Any]:
         total = self.total
@@ -268,7 +270,7 @@ def _quantile(sorted_values: list[float], q: float) -> float:
     return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
 
 
-def speedup_figures(perf: dict[str, dict[int, _Perf]]) -> dict[str, Any]:
+def speedup_figures(perf: dict[str, dict[tuple[int, int], _Perf]]) -> dict[str, Any]:
     """The speedup distribution over correct patches, per-task best-of-k, Opt@k, flagged list."""
     passed = sorted(
         p.speedup for v in perf.values() for p in v.values() if p.passed and p.speedup is not None
@@ -339,11 +341,18 @@ def speedup_figures(perf: dict[str, dict[int, _Perf]]) -> dict[str, Any]:
     }
 
 
-def compute_stats(examples: Iterable[Example]) -> dict[str, Any]:
-    """The figures ``analyze --json`` prints; JSON-able. Consumes the stream once."""
+def compute_stats(examples: Iterable[Example], sources: Iterable[int] | None = None) -> dict[str, Any]:
+    """The figures ``analyze --json`` prints; JSON-able. Consumes the stream once.
+
+    ``sources``: per example, which input it came from (the TUI opens several runs of the
+    same tasks together): samples of different inputs are different rollouts."""
     builder = StatsBuilder()
-    for ex in examples:
-        builder.add(ex)
+    if sources is None:
+        for ex in examples:
+            builder.add(ex)
+    else:
+        for ex, source in zip(examples, sources, strict=True):
+            builder.add(ex, source)
     return builder.build()
 
 
@@ -508,7 +517,14 @@ def render_speedup_figures(sp: dict[str, Any], console: Console) -> None:
         )
     )
     if sp["opt_at_k"]:
-        t = Table(title="Opt@k (significant speedup ≥ the task's min_speedup)", title_justify="left")
+        console.print(
+            Text.assemble(
+                ("Opt@k", "bold italic"),
+                f" (unbiased estimator): a rollout with a significant speedup ≥ its task's min_speedup;"
+                f" {sp['optimized_tasks']} of {sp['best_of_k']['tasks']} task(s) optimized at least once",
+            )
+        )
+        t = Table()
         t.add_column("k", justify="right")
         t.add_column("Opt@k", justify="right")
         for k, v in sp["opt_at_k"].items():

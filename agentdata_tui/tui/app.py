@@ -99,7 +99,7 @@ class AgentDataApp(App[int]):
 def make_app(
     mode: str,
     *,
-    path: str | Path | None = None,
+    path: str | Path | list[str | Path] | None = None,
     clock: Clock | None = None,
     launch_values: dict[str, Any] | None = None,
     launch_sources: dict[str, str] | None = None,
@@ -108,14 +108,15 @@ def make_app(
     poll_interval: float = 0.2,
     newer_than: float | None = None,
 ) -> AgentDataApp:
-    """``mode``: ``browse`` (path: any readable input), ``watch`` (path: a run's output file or
+    """``mode``: ``browse`` (path: any readable input, or a list of them), ``watch`` (path: a run's output file or
     folder), ``launch`` (the form, prefilled with ``launch_values``)."""
 
     def first(app: AgentDataApp) -> Screen:
         if mode == "browse":
             from agentdata_tui.tui.screens.browser import BrowserScreen
 
-            return BrowserScreen(Path(path or "."), top_level=True)
+            paths = [Path(p) for p in path] if isinstance(path, (list, tuple)) else [Path(path or ".")]
+            return BrowserScreen(paths, top_level=True)
         if mode == "watch":
             from agentdata_tui.tui.screens.dashboard import DashboardScreen
 

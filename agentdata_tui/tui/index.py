@@ -40,6 +40,7 @@ class Row:
         "search",
         "offset",
         "length",
+        "src",
     )
 
     def __init__(
@@ -57,8 +58,10 @@ class Row:
         search: str,
         offset: int | None,
         length: int | None,
+        src: int = 0,
     ) -> None:
         self.pos = pos
+        self.src = src  # which input of the index (browse opens several side by side)
         self.instance_id = instance_id
         self.sample_index = sample_index
         self.attempt = attempt
@@ -82,7 +85,7 @@ def _number(value: Any, default: float | None) -> float | None:
     return float(value) if math.isfinite(value) else default
 
 
-def row_from_raw(pos: int, item: RawItem) -> Row:
+def row_from_raw(pos: int, item: RawItem, src: int = 0) -> Row:
     """Only the row fields, without validating the whole example (validation happens on show)."""
     d = item.data if isinstance(item.data, dict) else {}
     steps = d.get("steps")
@@ -114,6 +117,7 @@ def row_from_raw(pos: int, item: RawItem) -> Row:
         search=(instance_id + "\n" + problem).lower(),
         offset=item.offset,
         length=item.length,
+        src=src,
     )
 
 
@@ -149,15 +153,33 @@ SORT_KEYS: dict[str, Callable[[Row], Any]] = {
 }
 
 
-class ExampleIndex:
-    """Rows of an input, filled by :meth:`build` (run it in a worker thread), examples on demand."""
+def input_labels(paths: list[Path]) -> list[str]:
+    """Short names telling the inputs apart: the file name, with its folder when names repeat."""
+    names = [p.name for p in paths]
+    if len(set(names)) == len(names):
+        return names
+    return [f"{p.parent.name}/{p.name}" for p in paths]
 
-    def __init__(self, path: str | Path, *, cache_size: int = 16, all_attempts: bool = False) -> None:
-        self.path = Path(path)
-        # raises InputError for bad input; a run folder shows its latest attempts unless all_attempts
-        self.source: ExampleSource = open_input(self.path, all_attempts=all_attempts)
+
+class ExampleIndex:
+    """Rows of one input or several (runs or models to compare), filled by :meth:`build` (run
+    it in a worker thread), examples on demand."""
+
+    def __init__(
+        self, path: str | Path | list[str | Path], *, cache_size: int = 16, all_attempts: bool = False
+    ) -> None:
+        paths = [Path(x) for x in path] if isinstance(path, (list, tuple)) else [Path(path)]
+        if not paths:
+            raise ValueError("no input")
+        self.paths = paths
+        self.path = paths[0]
+        # raises InputError for bad input, naming the file; a run folder shows its latest
+        # attempts unless all_attempts
+        self.sources: list[ExampleSource] = [open_input(p, all_attempts=all_attempts) for p in paths]
+        self.source = self.sources[0]
+        self.labels = input_labels(paths)
         self.data_file = self.source.data_file
-        self.by_offset = self.source.line_indexable
+        self.by_offset = all(src.line_indexable for src in self.sources)
         self.rows: list[Row] = []
         self.complete = False
         self._held: dict[int, Example] = {}  # pos -> Example, for inputs without offsets
@@ -165,8 +187,19 @@ class ExampleIndex:
         self._cache_size = cache_size
 
     @property
+    def multiple(self) -> bool:
+        return len(self.sources) > 1
+
+    @property
     def metadata(self) -> dict[str, Any]:
-        return self.source.metadata
+        if not self.multiple:
+            return self.source.metadata
+        return {
+            "inputs": [
+                {"path": str(p), "metadata": src.metadata}
+                for p, src in zip(self.paths, self.sources, strict=True)
+            ]
+        }
 
     def build(
         self,
@@ -181,14 +214,14 @@ class ExampleIndex:
         batch: list[Row] = []
         last = time.monotonic()
         first = True
-        for item in self.source.iter_raw():
+        for src, item in self._raw_items():
             if cancelled():
                 return
             pos = len(self.rows)
-            if not self.by_offset or item.offset is None:
-                item.where = item.where or str(self.path)
-                self._held[pos] = self.source.example_of(item)
-            row = row_from_raw(pos, item)
+            if not self.sources[src].line_indexable or item.offset is None:
+                item.where = item.where or str(self.paths[src])
+                self._held[pos] = self.sources[src].example_of(item)
+            row = row_from_raw(pos, item, src)
             self.rows.append(row)
             batch.append(row)
             now = time.monotonic()
@@ -200,6 +233,11 @@ class ExampleIndex:
         if batch:
             yield batch
         self.complete = True
+
+    def _raw_items(self) -> Iterator[tuple[int, RawItem]]:
+        for src, source in enumerate(self.sources):
+            for item in source.iter_raw():
+                yield src, item
 
     def build_all(self) -> ExampleIndex:
         for _ in self.build():
@@ -225,8 +263,9 @@ class ExampleIndex:
     def _read_at(self, row: Row) -> Example:
         """The example of a row from its line on disk, with its ids (derived for older records)."""
         assert row.offset is not None
-        ex = read_example_at(self.data_file, row.offset, row.length)
-        return with_ids(ex, lambda: self.source.run_id)
+        source = self.sources[row.src]
+        ex = read_example_at(source.data_file, row.offset, row.length)
+        return with_ids(ex, lambda: source.run_id)
 
     def iter_examples(self, rows: Iterable[Row]) -> Iterator[Example]:
         """Examples of ``rows`` read one at a time (exports and statistics stream them)."""

@@ -170,3 +170,56 @@ def write_run(
         run_json["pid"] = pid
     (run_dir / "run.json").write_text(json.dumps(run_json), encoding="utf-8")
     return run_dir
+
+
+def compare_inputs(folder: Path) -> tuple[Path, Path]:
+    """Two 'models' on the same three tasks, two samples each, with patches that differ."""
+
+    def patched(ex: Example, line: str, extra_file: bool = False) -> Example:
+        diff = (
+            "diff --git a/paginator.py b/paginator.py\n--- a/paginator.py\n+++ b/paginator.py\n"
+            f"@@ -10,3 +10,3 @@ def page_range(total, per_page):\n-    return range(1, n)\n+    {line}\n"
+        )
+        if extra_file:
+            diff += (
+                "diff --git a/tests/test_pages.py b/tests/test_pages.py\n--- a/tests/test_pages.py\n"
+                "+++ b/tests/test_pages.py\n@@ -1,2 +1,3 @@\n import paginator\n+assert True\n"
+            )
+        ex.git_diff = diff
+        return ex
+
+    a, b = [], []
+    for i in range(6):
+        task, sample = i % 3, i // 3
+        ea = example(task, reward=1.0 if sample == 0 else 0.0, sample=sample)
+        a.append(patched(ea, "return range(1, n + 1)"))
+        eb = example(task, reward=1.0 if task != 1 else 0.0, sample=sample)
+        if task == 2:
+            ea.speedup = 1.6 if sample == 0 else 1.3  # the second one failed its tests: not counted
+            eb.speedup = 16.9 if sample == 1 else 2.3
+        for ex in (ea, eb):
+            if ex.speedup is not None:
+                ex.evaluation_info = dict(
+                    ex.evaluation_info or {},
+                    speedup=ex.speedup,
+                    min_speedup=1.2,
+                    speedup_flagged=ex.speedup > 10,
+                    speedup_test={
+                        "name": "mann_whitney_u",
+                        "alternative": "patched_faster",
+                        "alpha": 0.05,
+                        "p_value": 0.004,
+                        "significant": True,
+                    },
+                )
+        b.append(
+            patched(
+                eb, "return range(1, n + 2)" if task == 1 else "return range(1, n + 1)", extra_file=task == 0
+            )
+        )
+        ea.metadata = dict(ea.metadata, model_name="model-a")
+        eb.metadata = dict(eb.metadata, model_name="model-b")
+    pa, pb = folder / "model_a.json", folder / "model_b.json"
+    write_training_data(pa, a, {"model_name": "model-a"})
+    write_training_data(pb, b, {"model_name": "model-b"})
+    return pa, pb

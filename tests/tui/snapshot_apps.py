@@ -13,9 +13,10 @@ from textual.pilot import Pilot
 from textual.widgets import Input
 
 from agentdata_tui.tui.app import AgentDataApp, make_app
+from agentdata_tui.tui.screens.compare import CompareScreen, TasksScreen
 from agentdata_tui.tui.screens.export import ExportScreen
 from agentdata_tui.tui.screens.stats import StatsScreen
-from tui.fixtures import T0, write_file, write_run
+from tui.fixtures import T0, compare_inputs, write_file, write_run
 from tui.helpers import dashboard_caught_up, index_done, wait_until
 
 Built = tuple[AgentDataApp, Callable[[Pilot], Awaitable[None]]]
@@ -80,6 +81,49 @@ def statistics() -> Built:
     return make_app("browse", path=_data(), clock=CLOCK), ready
 
 
+def _two_inputs() -> list[Path]:
+    return list(compare_inputs(Path(".")))
+
+
+def tasks() -> Built:
+    async def ready(pilot: Pilot) -> None:
+        await index_done(pilot)
+        await pilot.press("g")
+        await wait_until(pilot, lambda: isinstance(pilot.app.screen, TasksScreen))
+        await pilot.pause()
+
+    return make_app("browse", path=_two_inputs(), clock=CLOCK), ready
+
+
+def _compare(tab: str) -> Built:
+    async def ready(pilot: Pilot) -> None:
+        await index_done(pilot)
+        await pilot.press("g")
+        await wait_until(pilot, lambda: isinstance(pilot.app.screen, TasksScreen))
+        await pilot.press("down", "enter")
+        await wait_until(pilot, lambda: isinstance(pilot.app.screen, CompareScreen))
+        await pilot.press("down", "down", "b", tab)
+        await pilot.pause()
+
+    return make_app("browse", path=_two_inputs(), clock=CLOCK), ready
+
+
+def speedup_statistics() -> Built:
+    """The statistics of two models' rollouts, scrolled to the speedup figures."""
+
+    async def ready(pilot: Pilot) -> None:
+        await index_done(pilot)
+        await pilot.press("t")
+        await wait_until(pilot, lambda: isinstance(pilot.app.screen, StatsScreen))
+        await pilot.app.workers.wait_for_complete()
+        await wait_until(pilot, lambda: pilot.app.screen.stats is not None)
+        await pilot.pause()
+        pilot.app.screen.scroll_to_section("Speedup")
+        await pilot.pause()
+
+    return make_app("browse", path=_two_inputs(), clock=CLOCK), ready
+
+
 def dashboard() -> Built:
     """Mid-run: 5 of 8 done, 3 rollouts in flight (the runner's pid is this process: 'running')."""
     import os
@@ -128,4 +172,8 @@ SCREENS: dict[str, Callable[[], Built]] = {
     "diff": diff_tab,
     "export_dialog": export_dialog,
     "statistics": statistics,
+    "speedup_statistics": speedup_statistics,
+    "tasks": tasks,
+    "compare": lambda: _compare("1"),
+    "compare_interdiff": lambda: _compare("3"),
 }

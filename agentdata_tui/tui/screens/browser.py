@@ -73,10 +73,12 @@ class BrowserScreen(Screen[None]):
     BINDINGS = [
         Binding("q", "leave", "Quit", id="quit"),
         Binding("slash", "focus_filter", "Filter", key_display="/", id="filter"),
-        Binding("n", "next", "Next", id="next"),
-        Binding("p", "previous", "Previous", id="previous"),
+        Binding("n", "next", "Next", show=False, id="next"),
+        Binding("p", "previous", "Previous", show=False, id="previous"),
         Binding("e", "export", "Export", id="export"),
         Binding("t", "statistics", "Statistics", id="statistics"),
+        Binding("g", "tasks", "Tasks", id="tasks"),
+        Binding("c", "compare", "Compare", id="compare"),
         Binding("o", "cycle_sort", "Sort", id="sort"),
         Binding("r", "reverse_sort", "Reverse sort", show=False, id="reverse"),
         Binding("right_square_bracket", "page(1)", "Next page", show=False, key_display="]", id="next-page"),
@@ -94,9 +96,10 @@ class BrowserScreen(Screen[None]):
         Binding("5", "tab('metadata')", "Metadata tab", show=False),
     ]
 
-    def __init__(self, path: Path, *, top_level: bool = False) -> None:
+    def __init__(self, path: Path | list[Path], *, top_level: bool = False) -> None:
         super().__init__()
-        self.path = Path(path)
+        self.paths = [Path(p) for p in path] if isinstance(path, (list, tuple)) else [Path(path)]
+        self.path = self.paths[0]
         self.top_level = top_level
         self.index: ExampleIndex | None = None
         self.filter = RowFilter()
@@ -109,7 +112,7 @@ class BrowserScreen(Screen[None]):
         self.example: Example | None = None
         self._rendered: set[str] = set()
         self.filter_error: str | None = None  # the filter bar's input that is not applied, and why
-        self.sub_title = str(self.path)
+        self.sub_title = " + ".join(str(p) for p in self.paths)
 
     # -- layout --------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -138,6 +141,8 @@ class BrowserScreen(Screen[None]):
 
     def on_mount(self) -> None:
         table = self.query_one("#examples", DataTable)
+        if len(self.paths) > 1:
+            table.add_column("input", key="input")
         for name in COLUMNS:
             table.add_column(name, key=name)
         steps = self.query_one("#steps-view", DataTable)
@@ -155,7 +160,7 @@ class BrowserScreen(Screen[None]):
             steps.add_column(name, key=name)
         table.focus()
         try:
-            self.index = ExampleIndex(self.path)
+            self.index = ExampleIndex(self.paths)
         except UserError as exc:
             self.query_one("#count", Label).update(Text(str(exc), style="bold red"))
             self.notify(str(exc), severity="error", timeout=10)
@@ -190,7 +195,7 @@ class BrowserScreen(Screen[None]):
         table = self.query_one("#examples", DataTable)
         new = [r for i, r in enumerate(matching, start) if lo <= i < hi]
         if new:
-            table.add_rows([row_cells(r) for r in new])
+            table.add_rows([self._cells(r) for r in new])
             if self.current is None:
                 self._show_row_at(table.cursor_row)
         self._update_count()
@@ -227,6 +232,12 @@ class BrowserScreen(Screen[None]):
             text.append(f"  {error}", style="bold red")
         self.query_one("#count", Label).update(text)
 
+    def _cells(self, row: Row) -> tuple:
+        cells = row_cells(row)
+        if self.index is not None and self.index.multiple:
+            return (self.index.labels[row.src], *cells)
+        return cells
+
     # -- the view ------------------------------------------------------------
     def refresh_view(self, keep: Row | None = None) -> None:
         """Recompute the filtered, sorted rows and show the page holding ``keep`` (or the first)."""
@@ -246,7 +257,7 @@ class BrowserScreen(Screen[None]):
         table = self.query_one("#examples", DataTable)
         table.clear()
         page_rows = self.view[self.page * PAGE_SIZE : (self.page + 1) * PAGE_SIZE]
-        table.add_rows([row_cells(r) for r in page_rows])
+        table.add_rows([self._cells(r) for r in page_rows])
         self._update_count()
         if page_rows:
             cursor = min(cursor, len(page_rows) - 1)
@@ -406,7 +417,7 @@ class BrowserScreen(Screen[None]):
             self.notify("Still indexing.", severity="warning")
             return
         try:
-            self.index = ExampleIndex(self.path)
+            self.index = ExampleIndex(self.paths)
         except UserError as exc:
             self.notify(str(exc), severity="error")
             return
@@ -499,12 +510,32 @@ class BrowserScreen(Screen[None]):
             )
         self.app.push_screen(ExportScreen(self.index, list(self.view)))
 
+    def _what(self) -> str:
+        names = " + ".join(p.name for p in self.paths)
+        return f"{len(self.view):,} example(s) of {names}" + (" (filtered)" if self.filter.active else "")
+
+    def action_tasks(self) -> None:
+        """What the filter shows, grouped by task: pass@k, best reward and speedup per task."""
+        if self.index is None:
+            return
+        from agentdata_tui.tui.screens.compare import TasksScreen
+
+        self.app.push_screen(TasksScreen(self.index, list(self.view), self._what()))
+
+    def action_compare(self) -> None:
+        """The current example beside another rollout of its task (from any input opened)."""
+        if self.index is None or self.current is None:
+            return
+        from agentdata_tui.tui.screens.compare import CompareScreen
+        from agentdata_tui.tui.tasks import group_by_task
+
+        iid = self.current.instance_id
+        group = group_by_task(r for r in self.index.rows if r.instance_id == iid)[0]
+        self.app.push_screen(CompareScreen(self.index, group, first=self.current))
+
     def action_statistics(self) -> None:
         if self.index is None:
             return
         from agentdata_tui.tui.screens.stats import StatsScreen
 
-        what = f"{len(self.view):,} example(s) of {self.path.name}" + (
-            " (filtered)" if self.filter.active else ""
-        )
-        self.app.push_screen(StatsScreen(self.index, list(self.view), what))
+        self.app.push_screen(StatsScreen(self.index, list(self.view), self._what()))

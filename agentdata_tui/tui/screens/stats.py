@@ -40,6 +40,7 @@ class StatsScreen(Screen[None]):
         self.index = index
         self.rows = rows
         self.stats: dict | None = None
+        self.text = Text()
         self.sub_title = title
 
     def compose(self) -> ComposeResult:
@@ -57,7 +58,8 @@ class StatsScreen(Screen[None]):
         from agentdata_tui.processing.analyze import compute_stats
 
         try:
-            stats = compute_stats(self.index.iter_examples(self.rows))
+            sources = [r.src for r in self.rows] if self.index.multiple else None
+            stats = compute_stats(self.index.iter_examples(self.rows), sources)
         except Exception as exc:
             self.post_message(StatsReady(None, str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
             return
@@ -70,4 +72,13 @@ class StatsScreen(Screen[None]):
             target.update(Text(f"Statistics failed: {message.error}", style="bold red"))
             return
         self.stats = message.stats
-        target.update(stats_text(message.stats, width=max(60, self.size.width - 4)))
+        self.text = stats_text(message.stats, width=max(60, self.size.width - 4))
+        target.update(self.text)
+
+    def scroll_to_section(self, title: str) -> bool:
+        """Scroll so that the first line starting with ``title`` is on top (False: none)."""
+        for y, line in enumerate(self.text.plain.splitlines()):
+            if line.startswith(title):
+                self.query_one("#stats-body", VerticalScroll).scroll_to(y=y, animate=False)
+                return True
+        return False
