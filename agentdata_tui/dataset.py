@@ -26,6 +26,9 @@ class EvalSpec(BaseModel):
     min_speedup: float = Field(1.05, gt=0)
     target_speedup: float = Field(2.0, gt=1)
     timeout: float = Field(600, gt=0)
+    # Gitignore-style globs of the files that judge the patch (tests, benchmarks): the patch's
+    # changes to them are dropped before it is applied. None: the defaults; [] disables.
+    protected_paths: list[str] | None = None
 
 
 class Instance(BaseModel):

@@ -33,7 +33,14 @@ def test_grades_by_the_servers_dataset_and_ignores_sent_commands(demo_server, tm
     good = client.evaluate({"instance_id": PAGER}, PAGER_FIX, run_id="r", sample_index=2)
     assert (good.reward, good.success, good.speedup) == (1.0, True, None)
     assert good.info["status"] == "correct" and "evaluated_by" in good.info
-    assert client.evaluate({"instance_id": PAGER}, "").info["status"] == "tests_failed"
+    assert client.evaluate({"instance_id": PAGER}, "").info["status"] == "no_patch"
+    # Reproduced on main: replacing tests.py ("Ran 0 tests ... OK") scored 1.0 against --dataset.
+    first = (DEMO / "repos/pager/tests.py").read_text().splitlines()[0]
+    gamed = client.evaluate(
+        {"instance_id": PAGER}, f"--- a/tests.py\n+++ b/tests.py\n@@ -1 +1 @@\n-{first}\n+print('ok')\n"
+    )
+    assert (gamed.reward, gamed.success) == (0.0, False)
+    assert gamed.info["status"] == "no_patch" and gamed.info["protected_changed"] == ["tests.py"]
 
     # A client sending its own commands: they never run, the dataset's tests decide.
     marker = tmp_path / "pwned"
@@ -42,7 +49,8 @@ def test_grades_by_the_servers_dataset_and_ignores_sent_commands(demo_server, tm
         "repo_path": str(tmp_path),
         "eval": {"test_command": f"touch {marker}", "timeout": 5},
     }
-    res = client.evaluate(evil, "")
+    note = "--- /dev/null\n+++ b/NOTES.txt\n@@ -0,0 +1 @@\n+looked at it\n"  # so that the tests run
+    res = client.evaluate(evil, note)
     assert res.info["status"] == "tests_failed" and not marker.exists()
 
     ok, line = client.health()

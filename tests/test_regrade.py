@@ -83,7 +83,7 @@ def test_regrade_keeps_previous_isolates_failures_and_streams_in_order(tmp_path)
         "error": None,
         "evaluation_info": {"status": "correct"},
     }
-    assert got[1]["evaluation_info"]["status"] == "tests_failed"
+    assert got[1]["evaluation_info"]["status"] == "no_patch"
     assert "not in the dataset" in got[2]["error"] and got[2]["evaluation_info"]["status"] == "error"
     assert "evaluation failed" in got[3]["error"] and got[3]["metadata"]["error_kind"] == "evaluation"
     assert got[4]["error"] is None and got[4]["success"] is True  # an earlier eval failure is resolved

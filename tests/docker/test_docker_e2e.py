@@ -185,7 +185,7 @@ def test_generate_multi_on_docker_remote_with_a_docker_eval_server(docker_api, d
                 by_id[iid]["success"],
             )
             assert again[iid]["evaluation_info"]["previous"]["reward"] == by_id[iid]["reward"]
-        assert again[KILLED]["reward"] == 0.0 and again[KILLED]["evaluation_info"]["status"] == "tests_failed"
+        assert again[KILLED]["reward"] == 0.0 and again[KILLED]["evaluation_info"]["status"] == "no_patch"
 
         # Secrets never reach the outputs or the servers' logs.
         for f in [out, regraded, *run_dir.rglob("*")]:

@@ -190,7 +190,19 @@ def test_builtin_evaluator_grades_in_a_fresh_container(docker_api, tmp_path):
     good = ev.evaluate(_pager().to_dict(), PAGER_FIX, run_id=RUN["t-eval"])
     assert (good.reward, good.success, good.info["status"]) == (1.0, True, "correct")
     bad = ev.evaluate(_pager().to_dict(), "", run_id=RUN["t-eval"])
-    assert (bad.reward, bad.success, bad.info["status"]) == (0.0, False, "tests_failed")
+    assert (bad.reward, bad.success, bad.info["status"]) == (0.0, False, "no_patch")
+    # Protected files on docker too: a rewrite of tests.py beside a wrong fix is dropped.
+    rewrite = (
+        "--- a/tests.py\n+++ b/tests.py\n@@ -1,1 +1,1 @@\n-"
+        + _first_line(DEMO / "repos/pager/tests.py")
+        + "\n+import sys; sys.exit(0)\n"
+    )
+    gamed = ev.evaluate(_pager().to_dict(), rewrite, run_id=RUN["t-eval"])
+    assert (gamed.reward, gamed.info["status"], gamed.info["protected_changed"]) == (
+        0.0,
+        "no_patch",
+        ["tests.py"],
+    )
 
     # The performance task: tests, then base and patched benchmark timed in the container.
     (perf,) = json.loads(docker_dataset(tmp_path / "ds.json", ["demo__dedupe-perf"]).read_text())
@@ -198,8 +210,10 @@ def test_builtin_evaluator_grades_in_a_fresh_container(docker_api, tmp_path):
     assert fast.info["status"] == "correct" and fast.success, fast.info
     assert fast.speedup > 1.5 and 0 < fast.reward <= 1
     assert len(fast.info["base_times"]) == len(fast.info["patched_times"]) == 5
+    assert fast.info["speedup_test"]["significant"] is True and fast.info["protected_changed"] == []
 
-    assert len(opened) == 3 and len({sb.container_id for sb in opened}) == 3
+    # One container per graded patch; the empty and the protected-only patches need none.
+    assert len(opened) == 2 and len({sb.container_id for sb in opened}) == 2
     assert containers_with(docker_api, run_id=RUN["t-eval"]) == []
 
 
@@ -275,3 +289,7 @@ def test_cleanup_removes_leftovers_of_dead_processes_only(docker_api):
         for cid in made:
             with contextlib.suppress(Exception):
                 docker_api.remove_container(cid, force=True)
+
+
+def _first_line(path) -> str:
+    return path.read_text().splitlines()[0]
