@@ -19,6 +19,8 @@ from agentdata_tui.evaluation import EvalServerClient
 from agentdata_tui.evaluation.client import EvaluationError
 from agentdata_tui.evaluation.server import EvalHTTPServer, EvalService
 
+NOTE = "--- /dev/null\n+++ b/NOTES.txt\n@@ -0,0 +1 @@\n+looked at it\n"  # a harmless non-empty patch
+
 
 @pytest.fixture
 def demo_server():
@@ -49,8 +51,7 @@ def test_grades_by_the_servers_dataset_and_ignores_sent_commands(demo_server, tm
         "repo_path": str(tmp_path),
         "eval": {"test_command": f"touch {marker}", "timeout": 5},
     }
-    note = "--- /dev/null\n+++ b/NOTES.txt\n@@ -0,0 +1 @@\n+looked at it\n"  # so that the tests run
-    res = client.evaluate(evil, note)
+    res = client.evaluate(evil, NOTE)  # not empty, so that the tests run
     assert res.info["status"] == "tests_failed" and not marker.exists()
 
     ok, line = client.health()
@@ -108,7 +109,7 @@ def test_without_dataset_the_request_instance_is_used_and_crashes_are_500(tmp_pa
         assert r.status_code == 400 and "instance.eval" in r.json()["error"]
         # The evaluation's sandbox cannot start: 500 with a message...
         broken = dict(inst, repo_path=str(tmp_path / "missing"))
-        r = requests.post(url, json={"instance_id": PAGER, "patch": "", "instance": broken}, timeout=30)
+        r = requests.post(url, json={"instance_id": PAGER, "patch": NOTE, "instance": broken}, timeout=30)
         assert r.status_code == 500 and "not a folder" in r.json()["error"]
         # ... and the server keeps serving.
         r = requests.post(url, json={"instance_id": PAGER, "patch": PAGER_FIX, "instance": inst}, timeout=60)
@@ -131,7 +132,7 @@ def test_concurrent_evaluations_are_bounded_by_workers(tmp_path):
     try:
         client = EvalServerClient(httpd.url, retries=0)
         with ThreadPoolExecutor(5) as pool:
-            results = list(pool.map(lambda i: client.evaluate(inst, "", sample_index=i), range(5)))
+            results = list(pool.map(lambda i: client.evaluate(inst, NOTE, sample_index=i), range(5)))
         assert all(r.reward == 1.0 for r in results)
     finally:
         httpd.stop()

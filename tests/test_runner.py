@@ -174,7 +174,7 @@ def test_one_failure_never_stops_the_others(tmp_path: Path) -> None:
     assert by_id["task-002"].exit_status == "SandboxError" and "setup-broke" in by_id["task-002"].error
     assert by_id["task-003"].exit_status == "Error" and "exploded" in by_id["task-003"].error
     for iid in ("task-000", "task-002", "task-003"):
-        assert by_id[iid].reward == 0.0 and by_id[iid].evaluation_info["status"] == "skipped"
+        assert by_id[iid].reward == 0.0 and by_id[iid].evaluation_info["status"] == "not_evaluated"
     for iid in ("task-001", "task-004"):
         assert by_id[iid].success and by_id[iid].reward == 1.0
 

@@ -469,7 +469,7 @@ class Runner:
                 log.warning("rollout %s: %s", rollout_id, error)
             timings["eval_s"] = round(time.monotonic() - t, 3)
         else:
-            eval_info = {"status": "skipped", "reason": f"rollout ended with {exit_status}"}
+            eval_info = {"status": "not_evaluated", "reason": f"rollout ended with {exit_status}"}
         elapsed = round(time.monotonic() - t0, 3)
         timings["total_s"] = elapsed
         example = Example(

@@ -268,7 +268,9 @@ def test_regrade_in_docker_and_sigterm_removes_its_containers(docker_api, tmp_pa
     (inst,) = json.loads(path.read_text())
     inst["instance_id"] = iid
     path.write_text(json.dumps([inst]))
-    example = {"instance_id": iid, "problem_statement": "p", "messages": [], "git_diff": "", "reward": 1.0}
+    # A non-empty patch: an empty one is no_patch, graded without a container.
+    note = "--- /dev/null\n+++ b/NOTES.txt\n@@ -0,0 +1 @@\n+looked at it\n"
+    example = {"instance_id": iid, "problem_statement": "p", "messages": [], "git_diff": note, "reward": 1.0}
     (tmp_path / "in.jsonl").write_text(json.dumps(example) + "\n")
     out = tmp_path / "out.json"
     proc = subprocess.Popen(
