@@ -2,8 +2,9 @@
 
 Defaults come, lowest first, from the built-in values, the config file, the last used
 settings (``$XDG_CONFIG_HOME/agentdata-tui/last.json``), the environment
-(``OPENAI_API_KEY``, ``OPENAI_BASE_URL``) and the command-line flags. The API key is never
-saved and never put on a command line: the run gets it through its environment.
+(``OPENAI_API_KEY``, ``OPENAI_BASE_URL``, ``AGENTDATA_EVAL_TOKEN``) and the command-line
+flags. The API key and the eval-server token are never saved and never put on a command line:
+the run gets them through its environment.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ class LaunchSettings(BaseModel):
     environment_class: str = "local"
     docker_servers: str = ""
     eval_server: str = "local"
+    eval_token: str = Field("", repr=False)
     dataset: str = ""
     config: str = ""
     output: str = "training_data.json"
@@ -131,8 +133,8 @@ class LaunchSettings(BaseModel):
     def local_sandbox_warning(self) -> str | None:
         if self.environment_class == "local":
             return (
-                "The local sandbox runs the model's commands on this machine, in a temporary copy of the task's repo: "
-                "use docker for untrusted models."
+                "The local sandbox runs the model's commands on this machine, in a temporary copy of "
+                "the task's repo: use docker for untrusted models."
             )
         return None
 
@@ -140,8 +142,30 @@ class LaunchSettings(BaseModel):
         return {k: getattr(self, k) for k in REMEMBERED}
 
 
+def plain_message(err: dict[str, Any]) -> str:
+    """A pydantic error in the words of the form ("at least 1", "a whole number"), short
+    enough for the note beside the field."""
+    kind = err.get("type", "")
+    ctx = err.get("ctx") or {}
+    given = err.get("input")
+    shown = f" (got '{given}')" if isinstance(given, str) and given and len(given) <= 20 else ""
+    if kind in ("greater_than_equal", "greater_than"):
+        bound = ctx.get("ge", ctx.get("gt"))
+        return f"must be {'at least' if kind == 'greater_than_equal' else 'more than'} {bound:g}"
+    if kind in ("less_than_equal", "less_than"):
+        bound = ctx.get("le", ctx.get("lt"))
+        return f"must be {'at most' if kind == 'less_than_equal' else 'less than'} {bound:g}"
+    if kind in ("int_parsing", "int_from_float", "int_type"):
+        return f"a whole number, like 4{shown}"
+    if kind in ("float_parsing", "float_type"):
+        return f"a number, like 0.7{shown}"
+    if kind == "missing":
+        return "required"
+    return str(err.get("msg", "not valid")).removeprefix("Value error, ")
+
+
 def validate_fields(values: dict[str, Any]) -> tuple[LaunchSettings | None, dict[str, str]]:
-    """Validate the form: the settings, or one message per bad field."""
+    """Validate the form: the settings, or one message per bad field, in plain words."""
     clean = {
         k: (None if v == "" and k in ("temperature", "max_tokens", "max_tasks") else v)
         for k, v in values.items()
@@ -152,8 +176,7 @@ def validate_fields(values: dict[str, Any]) -> tuple[LaunchSettings | None, dict
         errors: dict[str, str] = {}
         for err in exc.errors():
             name = str(err["loc"][0]) if err["loc"] else "form"
-            msg = err["msg"].removeprefix("Value error, ")
-            errors.setdefault(name, msg)
+            errors.setdefault(name, plain_message(err))
         return None, errors
 
 
@@ -198,6 +221,30 @@ def save_last(settings: LaunchSettings, path: Path | None = None) -> Path:
 # -- defaults ----------------------------------------------------------------
 
 
+CONFIG_FIELDS = ("model", "temperature", "max_tokens", "environment_class")
+
+
+def config_defaults(config_path: str | None) -> dict[str, Any]:
+    """What a config file sets among the form's fields (the bundled mini.yaml when empty);
+    nothing for a config that does not load (its field says why on Start)."""
+    try:
+        from agentdata_tui.config import load_config
+
+        cfg = load_config(config_path or None)
+    except Exception:
+        return {}
+    out: dict[str, Any] = {}
+    if cfg.model.model_name:
+        out["model"] = cfg.model.model_name
+    kwargs = cfg.model.model_kwargs
+    if "temperature" in kwargs:
+        out["temperature"] = kwargs["temperature"]
+    if "max_tokens" in kwargs or "max_completion_tokens" in kwargs:
+        out["max_tokens"] = kwargs.get("max_tokens", kwargs.get("max_completion_tokens"))
+    out["environment_class"] = cfg.environment.environment_class
+    return out
+
+
 def initial_values(
     flags: dict[str, Any] | None = None, env: dict[str, str] | None = None, last: dict[str, Any] | None = None
 ) -> tuple[dict[str, Any], dict[str, str]]:
@@ -206,20 +253,10 @@ def initial_values(
     values: dict[str, Any] = {k: v for k, v in LaunchSettings.model_construct().model_dump().items()}
     sources: dict[str, str] = {}
     config_path = (flags or {}).get("config") or (last or {}).get("config") or ""
-    try:
-        from agentdata_tui.config import load_config
-
-        cfg = load_config(config_path or None)
-        if cfg.model.model_name:
-            values["model"], sources["model"] = cfg.model.model_name, "from the config"
-        kwargs = cfg.model.model_kwargs
-        if "temperature" in kwargs:
-            values["temperature"], sources["temperature"] = kwargs["temperature"], "from the config"
-        if "max_tokens" in kwargs:
-            values["max_tokens"], sources["max_tokens"] = kwargs["max_tokens"], "from the config"
-        values["environment_class"] = cfg.environment.environment_class
-    except Exception:  # a broken config is reported by its own field's validation on start
-        pass
+    for k, v in config_defaults(config_path).items():
+        values[k] = v
+        if k != "environment_class":
+            sources[k] = "from the config"
     for k, v in (last or {}).items():
         if v is not None and k in REMEMBERED:
             values[k], sources[k] = v, "last used"
@@ -227,17 +264,21 @@ def initial_values(
         values["base_url"], sources["base_url"] = env["OPENAI_BASE_URL"], "from OPENAI_BASE_URL"
     if env.get("OPENAI_API_KEY"):
         values["api_key"], sources["api_key"] = env["OPENAI_API_KEY"], "from OPENAI_API_KEY"
+    if env.get("AGENTDATA_EVAL_TOKEN"):
+        values["eval_token"], sources["eval_token"] = env["AGENTDATA_EVAL_TOKEN"], "from AGENTDATA_EVAL_TOKEN"
     for k, v in (flags or {}).items():
         if v is not None and k in LaunchSettings.model_fields:
-            values[k], sources[k] = v, "from the command line"
+            values[k], sources[k] = v, "from a flag"
     return values, sources
 
 
 # -- starting a run ----------------------------------------------------------
 
 
-def build_command(settings: LaunchSettings, python: str | None = None) -> list[str]:
-    """``python -m agentdata_tui generate-multi ...`` for these settings. Never the API key."""
+def build_command(settings: LaunchSettings, python: str | None = None, *, mode: str = "new") -> list[str]:
+    """``python -m agentdata_tui generate-multi ...`` for these settings. Never the API key or
+    the eval token. ``mode``: ``new``, ``resume`` (``--resume``: continue the run in the output's
+    run folder) or ``start_over`` (``--force``: the old run folder is moved aside)."""
     cmd = [python or sys.executable, "-m", "agentdata_tui", "generate-multi"]
     cmd += ["--dataset", settings.dataset, "--output", settings.output, "--base-url", settings.base_url]
     cmd += ["--workers", str(settings.workers), "--samples-per-task", str(settings.samples_per_task)]
@@ -254,13 +295,21 @@ def build_command(settings: LaunchSettings, python: str | None = None) -> list[s
         cmd += ["--config", settings.config]
     if settings.max_tasks is not None:
         cmd += ["--max-tasks", str(settings.max_tasks)]
+    if mode == "resume":
+        cmd.append("--resume")
+    elif mode == "start_over":
+        cmd.append("--force")
+    elif mode != "new":
+        raise ValueError(f"unknown mode {mode!r}")
     return cmd
 
 
-def child_env(api_key: str, base: dict[str, str] | None = None) -> dict[str, str]:
+def child_env(api_key: str, base: dict[str, str] | None = None, eval_token: str = "") -> dict[str, str]:
     env = dict(os.environ if base is None else base)
     if api_key:
         env["OPENAI_API_KEY"] = api_key
+    if eval_token:
+        env["AGENTDATA_EVAL_TOKEN"] = eval_token
     env.pop("AGENTDATA_TUI_CLOCK", None)  # a frozen clock is for snapshots, never for a run
     return env
 

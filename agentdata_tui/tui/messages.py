@@ -77,3 +77,16 @@ class StatsReady(Message):
         super().__init__()
         self.stats = stats
         self.error = error
+
+
+class PreflightDone(Message):
+    """Start's server tests, all answered."""
+
+    def __init__(self, results: list[CheckResult], settings: Any) -> None:
+        super().__init__()
+        self.results = results
+        self.settings = settings  # the validated LaunchSettings to start with
+
+
+class RunStarted(Message):
+    """The run launched from the form wrote its ``run_started`` event: it is under way."""

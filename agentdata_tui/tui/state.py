@@ -1,9 +1,12 @@
 """The dashboard's state, folded from ``events.jsonl`` v1 events (Textual-free, unit-testable).
 
 The dashboard only ever calls :meth:`DashboardState.apply` with a batch of events and reads
-the result at most ten times a second; nothing here knows about widgets. Memory stays
-bounded on long runs: finished rollouts beyond ``keep_finished`` are forgotten (the browser
-reads them from ``examples.jsonl`` anyway).
+the result at most ten times a second; nothing here knows about widgets. The counts are the
+run's reducer's (``runner.counts.RunCounts``, the same the CLI progress shows): pairs counted
+once, a retry replacing its attempt, a cancelled rollout counted apart, each ``run_started``
+(a resume) beginning a new session. This module adds what only a dashboard shows: workers,
+rollouts and their steps. Memory stays bounded on long runs: finished rollouts beyond
+``keep_finished`` are forgotten (the browser reads them from ``examples.jsonl`` anyway).
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
+
+from agentdata_tui.runner.counts import CANCELLED, RunCounts
 
 
 @dataclass
@@ -45,6 +50,8 @@ class RolloutView:
     def status(self) -> str:
         if self.finished is None:
             return "running"
+        if self.finished.get("exit_status") == CANCELLED:
+            return "cancelled"
         if self.finished.get("error"):
             return "error"
         return "succeeded" if self.finished.get("success") else "failed"
@@ -70,6 +77,8 @@ class Metrics:
     succeeded: int
     failed: int
     errors: int
+    cancelled: int
+    done_before: int
     success_rate: float
     average_reward: float
     rollouts_per_min: float
@@ -78,6 +87,8 @@ class Metrics:
     eta_s: float | None
     finished: bool
     stopped: bool = False
+    status: str = "running"  # the reducer's: waiting | running | finished | stopped | failed | aborted
+    reason: str | None = None
 
 
 class DashboardState:
@@ -94,12 +105,10 @@ class DashboardState:
         self.started_t: float | None = None
         self.finished_t: float | None = None
         self.run_finished: dict[str, Any] | None = None
-        self.done = 0
-        self.succeeded = 0
-        self.failed = 0
-        self.errors = 0
-        self.reward_sum = 0.0
+        self.counts = RunCounts()
         self.tokens = 0
+        self.session_tokens = 0  # completion tokens since this session's run_started
+        self.finished_seen = 0  # rollout_finished events, cancelled ones too
         self.events_seen = 0
         self.last_t: float | None = None
         # Set by the dashboard when the run's process is gone without run_finished (killed):
@@ -115,6 +124,8 @@ class DashboardState:
 
     # -- folding -------------------------------------------------------------
     def apply(self, events: Iterable[dict[str, Any]]) -> None:
+        events = list(events)
+        self.counts.apply(events)
         for ev in events:
             self.events_seen += 1
             t = ev.get("t")
@@ -129,12 +140,20 @@ class DashboardState:
         return float(t) if isinstance(t, (int, float)) else self.clock()
 
     def _on_run_started(self, ev: dict[str, Any]) -> None:
+        """A run, or a new session of it (a resume): what was running before is gone."""
         self.run_id = ev.get("run_id")
         self.total = int(ev.get("total") or 0)
         self.workers_n = int(ev.get("workers") or 0)
         self.settings = ev.get("settings") or {}
-        if self.started_t is None:
-            self.started_t = self._t(ev)
+        self.started_t = self._t(ev)
+        self.session_tokens = 0
+        self.run_finished = None
+        self.finished_t = None
+        for w in self.workers.values():
+            if w.status == "running":
+                w.status = "stopped"
+        self.workers = {}
+        self.dirty_workers.add("*")
 
     def _on_rollout_started(self, ev: dict[str, Any]) -> None:
         rid = str(ev.get("rollout_id"))
@@ -171,6 +190,7 @@ class DashboardState:
             exec_time_s=ev.get("exec_time_s"),
         )
         self.tokens += step.completion_tokens
+        self.session_tokens += step.completion_tokens
         if view is None:
             return
         view.steps.append(step)
@@ -191,16 +211,7 @@ class DashboardState:
             self.rollouts[rid] = view
         view.finished = ev
         view.finished_t = self._t(ev)
-        self.done += 1
-        if ev.get("error"):
-            self.errors += 1
-        elif ev.get("success"):
-            self.succeeded += 1
-        else:
-            self.failed += 1
-        reward = ev.get("reward")
-        if isinstance(reward, (int, float)) and not isinstance(reward, bool):
-            self.reward_sum += float(reward)
+        self.finished_seen += 1
         self.recent.appendleft(view)
         w = self.workers.get(view.worker)
         if w is not None and w.rollout_id == rid:
@@ -236,34 +247,45 @@ class DashboardState:
     def elapsed(self, since: float | None) -> float:
         return max(0.0, self.now() - since) if since is not None else 0.0
 
+    @property
+    def done(self) -> int:
+        return self.counts.figures().done
+
     def metrics(self) -> Metrics:
+        f = self.counts.figures()
         elapsed = self.elapsed(self.started_t)
-        rate = self.done / elapsed if elapsed > 0 else 0.0
-        remaining = max(0, self.total - self.done)
-        stopped = bool(self.run_finished and self.run_finished.get("stopped"))
-        if stopped:
+        session_done = f.session.done
+        rate = session_done / elapsed if elapsed > 0 else 0.0
+        remaining = f.remaining
+        stopped = f.status == "stopped"
+        if stopped or f.status in ("failed", "aborted"):
             eta: float | None = None
-        elif self.run_finished is not None or remaining == 0:
+        elif f.finished or remaining == 0:
             eta = 0.0
         elif self.stale:
             eta = None
         else:
             eta = remaining / rate if rate > 0 else None
+        whole = f.whole
         return Metrics(
-            done=self.done,
-            total=self.total,
+            done=f.done,
+            total=f.total or self.total,
             running=self.running,
-            succeeded=self.succeeded,
-            failed=self.failed,
-            errors=self.errors,
-            success_rate=self.succeeded / self.done if self.done else 0.0,
-            average_reward=self.reward_sum / self.done if self.done else 0.0,
+            succeeded=whole.succeeded,
+            failed=whole.failed,
+            errors=whole.errors,
+            cancelled=f.cancelled,
+            done_before=f.done_before,
+            success_rate=whole.success_rate,
+            average_reward=whole.average_reward,
             rollouts_per_min=rate * 60.0,
-            tokens_per_s=self.tokens / elapsed if elapsed > 0 else 0.0,
+            tokens_per_s=self.session_tokens / elapsed if elapsed > 0 else 0.0,
             elapsed_s=elapsed,
             eta_s=eta,
-            finished=self.run_finished is not None,
+            finished=f.finished,
             stopped=stopped,
+            status=f.status,
+            reason=f.reason,
         )
 
     def take_dirty(self) -> tuple[set[str], set[str]]:

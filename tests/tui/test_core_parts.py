@@ -95,7 +95,7 @@ def test_dashboard_state_memory_is_bounded() -> None:
                 "t": T0 + i,
                 "type": "rollout_started",
                 "rollout_id": f"r{i}",
-                "instance_id": "a",
+                "instance_id": f"a{i}",  # 100 distinct pairs (one pair's retries count once)
                 "worker": 0,
             }
         )
@@ -156,4 +156,4 @@ def test_last_settings_never_hold_the_key(tmp_path: Path) -> None:
     assert (
         values["base_url"] == "http://h:1/v1" and values["model"] == "m1" and sources["model"] == "last used"
     )
-    assert values["workers"] == 7 and sources["workers"] == "from the command line"
+    assert values["workers"] == 7 and sources["workers"] == "from a flag"

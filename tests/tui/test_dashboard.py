@@ -367,3 +367,92 @@ async def test_problem_statement_until_the_first_step_and_big_speedups_marked(tm
         await dashboard_caught_up(pilot)
         shown = "\n".join(line.text for line in log.lines)
         assert "THOUGHT: find ttl" in shown and "never expires" not in shown
+
+
+@run_async
+async def test_a_stop_counts_the_cancelled_rollout_apart_then_a_resume_finishes(tmp_path: Path) -> None:
+    """The issue's case: after a stop, '5/5 done' while 4 were written. The cancelled one is
+    neither done nor failed; resuming runs it and the dashboard starts the session over."""
+    run = write_run(tmp_path / "out.run", total=5, finished=4, complete=False)
+    with open(run / "events.jsonl", "a", encoding="utf-8") as fh:
+        for ev in (
+            {
+                "type": "rollout_finished",
+                "rollout_id": "r4",
+                "instance_id": "demo__task-4",
+                "sample_index": 0,
+                "exit_status": "Cancelled",
+                "reward": None,
+                "success": False,
+                "error": None,
+            },
+            {"type": "run_finished", "counts": {}, "elapsed": 9, "stopped": True},
+        ):
+            fh.write(json.dumps({"v": 1, "t": T0 + 9, **ev}) + "\n")
+    app = make_app("watch", path=run, clock=CLOCK, poll_interval=0.02, process=_sleeper(tmp_path))
+    try:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await dashboard_caught_up(pilot, finished=True)
+            screen = app.screen
+            m = screen.state.metrics()
+            assert (m.done, m.total, m.cancelled, m.failed + m.succeeded + m.errors) == (4, 5, 1, 4)
+            summary = str(screen.query_one("#run-summary").render())
+            assert "4/5 done" in summary and "cancelled 1" in summary and "stopped" in summary
+            recent = screen.query_one("#recent", LineTable)
+            assert "cancelled" in "".join(seg.text for seg in recent.render_line(1))
+            # --resume: a new session runs the cancelled pair
+            with open(run / "events.jsonl", "a", encoding="utf-8") as fh:
+                for ev in (
+                    {
+                        "type": "run_started",
+                        "run_id": "run-0001",
+                        "total": 5,
+                        "workers": 4,
+                        "done_before": 4,
+                        "pending": 1,
+                    },
+                    {
+                        "type": "rollout_started",
+                        "rollout_id": "r5",
+                        "instance_id": "demo__task-4",
+                        "sample_index": 0,
+                        "attempt": 1,
+                        "worker": 0,
+                    },
+                ):
+                    fh.write(json.dumps({"v": 1, "t": T0 + 20, **ev}) + "\n")
+            await wait_until(
+                pilot, lambda: screen.state.metrics().status == "running", what="the resumed session"
+            )
+            await dashboard_caught_up(pilot)
+            m = screen.state.metrics()
+            assert (m.done, m.running, m.cancelled) == (4, 1, 0)
+            assert "4 before this session" in str(screen.query_one("#run-summary").render())
+            assert screen.query_one("#workers", LineTable).row_count == 1  # the old session's workers gone
+            with open(run / "events.jsonl", "a", encoding="utf-8") as fh:
+                for ev in (
+                    {
+                        "type": "rollout_finished",
+                        "rollout_id": "r5",
+                        "instance_id": "demo__task-4",
+                        "sample_index": 0,
+                        "exit_status": "Submitted",
+                        "reward": 1.0,
+                        "success": True,
+                        "error": None,
+                    },
+                    {"type": "run_finished", "counts": {}, "elapsed": 5, "stopped": False},
+                ):
+                    fh.write(json.dumps({"v": 1, "t": T0 + 25, **ev}) + "\n")
+            await dashboard_caught_up(pilot, finished=True)
+            m = screen.state.metrics()
+            assert (m.done, m.total, m.cancelled, m.succeeded) == (
+                5,
+                5,
+                0,
+                3,
+            )  # 2 of the first 4, and this one
+            assert "5/5 done" in str(screen.query_one("#run-summary").render())
+    finally:
+        screen.process.kill()
+        screen.process.wait()

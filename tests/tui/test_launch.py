@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -194,10 +195,10 @@ async def test_server_checks_answer_inline(tmp_path: Path) -> None:
         port = int(match.group(1))
         values, sources = initial_values({"dataset": str(make_dataset(tmp_path))}, {}, {})
         values.update(eval_server=f"127.0.0.1:{port}", docker_servers=f"127.0.0.1:{_free_port()}")
+        values["eval_token"] = "tok"  # the form's token field (masked)
         app = make_app(
             "launch", launch_values=values, launch_sources=sources, last_path=tmp_path / "last.json"
         )
-        os.environ["AGENTDATA_EVAL_TOKEN"] = "tok"
         try:
             async with app.run_test(size=(120, 40)) as pilot:
                 screen = app.screen
@@ -213,7 +214,238 @@ async def test_server_checks_answer_inline(tmp_path: Path) -> None:
                 assert answer.render().plain.startswith("✓") and "healthy" in answer.render().plain
                 assert docker.render().plain.startswith("✗") and "does not answer" in docker.render().plain
         finally:
-            os.environ.pop("AGENTDATA_EVAL_TOKEN", None)
+            pass
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+# -- the flows of issue 12 --------------------------------------------------------------------
+
+
+def _launch_app(tmp_path: Path, base_url: str, output: Path, **extra):
+    values, sources = initial_values(
+        {
+            "dataset": str(
+                make_dataset(tmp_path) if not (tmp_path / "tasks.json").exists() else tmp_path / "tasks.json"
+            ),
+            "output": str(output),
+        },
+        {"OPENAI_API_KEY": SECRET},
+        {},
+    )
+    values.update(base_url=base_url, workers=2, **extra)
+    return make_app(
+        "launch", launch_values=values, launch_sources=sources, last_path=tmp_path / "xdg" / "last.json"
+    )
+
+
+def _form_text(screen) -> str:
+    return screen.query_one("#n-form", Label).render().plain
+
+
+@run_async
+async def test_start_tests_the_servers_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An unreachable model server: said on the form, nothing started, the form stays."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    started: list[list[str]] = []
+    app = _launch_app(tmp_path, f"http://127.0.0.1:{_free_port()}/v1", tmp_path / "out.json")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        screen.starter = lambda cmd, run_dir, env: started.append(cmd)
+        await pilot.press("ctrl+s")
+        await wait_until(pilot, lambda: "Not started" in _form_text(screen), what="the preflight answer")
+        assert "model server test failed" in _form_text(screen)
+        assert screen.query_one("#answer-model", Label).render().plain.startswith("✗")
+        assert not screen.query_one("#start").disabled and app.screen is screen
+    assert not started
+
+
+@pytest.mark.slow
+@run_async
+async def test_an_early_runner_exit_comes_back_to_the_form_with_its_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real runner on a dataset it refuses: its one-line error, whole, on the form."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    monkeypatch.chdir(tmp_path)
+    bad = tmp_path / "tasks.json"
+    bad.write_text('[{"instance_id": "x"}]', encoding="utf-8")  # no problem_statement
+    with ModelServer(ScriptedResponder({}, default=[DONE])) as server:
+        app = _launch_app(tmp_path, server.base_url, tmp_path / "out.json")
+        async with app.run_test(size=(120, 40)) as pilot:
+            screen = app.screen
+            await pilot.press("ctrl+s")
+            await wait_until(
+                pilot, lambda: "exited with code" in _form_text(screen), timeout=90, what="the exit"
+            )
+            assert app.screen is screen  # still the form, not a dashboard on nothing
+            text = _form_text(screen)
+            assert "exited with code 2 before starting" in text
+            assert "problem_statement" in text and "tasks.json" in text  # the runner's own words, in full
+            assert not screen.query_one("#start").disabled
+            assert screen.process.poll() == 2
+
+
+@pytest.mark.slow
+@run_async
+async def test_resume_and_start_over_from_the_launch_screen(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The second run of every user: the output already holds a run."""
+    from agentdata_tui.tui.screens.modals import ChoiceScreen
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    monkeypatch.chdir(tmp_path)
+    output = tmp_path / "out.json"
+    responder = ScriptedResponder({}, default=[FIX, DONE])
+    with ModelServer(responder) as server:
+        for choice in ("resume", "start_over", "cancel"):
+            app = _launch_app(tmp_path, server.base_url, output)
+            async with app.run_test(size=(120, 40)) as pilot:
+                screen = app.screen
+                if choice == "resume":
+                    # a first run that stops half-way: 1 of 3 tasks
+                    _form_value(screen, "max_tasks", "1")
+                    await pilot.press("ctrl+s")
+                    await wait_until(
+                        pilot, lambda app=app: isinstance(app.screen, DashboardScreen), timeout=60
+                    )
+                    await dashboard_caught_up(pilot, finished=True, timeout=120)
+                    assert app.screen.process.wait(timeout=60) == 0
+                    app.pop_screen()
+                    await pilot.pause()
+                    _form_value(screen, "max_tasks", "")
+                await pilot.press("ctrl+s")
+                await wait_until(
+                    pilot,
+                    lambda app=app: isinstance(app.screen, ChoiceScreen),
+                    timeout=30,
+                    what="the question",
+                )
+                question = str(app.screen.query_one(".dialog-question").render())
+                assert "already holds a run" in question
+                await pilot.click(f"#choice-{choice}")
+                if choice == "cancel":
+                    await pilot.pause()
+                    assert app.screen is screen and "Not started" in _form_text(screen)
+                    continue
+                await wait_until(pilot, lambda app=app: isinstance(app.screen, DashboardScreen), timeout=60)
+                dash = app.screen
+                await dashboard_caught_up(pilot, finished=True, timeout=120)
+                assert dash.process.wait(timeout=60) == 0
+                m = dash.state.metrics()
+                assert (m.done, m.total) == (3, 3)
+                if choice == "resume":
+                    assert "--resume" in screen.command
+                    assert m.done_before == 1  # the first task was not run again
+                    assert "1 before this session" in str(dash.query_one("#run-summary").render())
+                else:
+                    assert "--force" in screen.command and m.done_before == 0
+    aside = sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("out.run.old-"))
+    assert len(aside) == 1  # start over moved the old folder aside, nothing deleted
+    assert (tmp_path / aside[0] / "examples.jsonl").read_text().count("\n") == 3
+
+
+@run_async
+async def test_a_live_run_is_watched_not_restarted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from agentdata_tui.tui.screens.modals import ChoiceScreen
+    from tui.fixtures import write_run
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    runner = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    started: list[list[str]] = []
+    try:
+        write_run(tmp_path / "out.run", total=8, finished=3, complete=False, pid=runner.pid)
+        with ModelServer(ScriptedResponder({}, default=[DONE])) as server:
+            app = _launch_app(tmp_path, server.base_url, tmp_path / "out.json")
+            async with app.run_test(size=(80, 24)) as pilot:
+                screen = app.screen
+                screen.starter = lambda cmd, run_dir, env: started.append(cmd)
+                await pilot.press("ctrl+s")
+                await wait_until(pilot, lambda: isinstance(app.screen, ChoiceScreen), timeout=30)
+                assert f"pid {runner.pid}" in str(app.screen.query_one(".dialog-question").render())
+                await pilot.click("#choice-watch")
+                await wait_until(pilot, lambda: isinstance(app.screen, DashboardScreen))
+                await dashboard_caught_up(pilot)
+                assert app.screen.process is None  # watching takes nothing over
+                assert app.screen.state.metrics().done == 3
+        assert not started and runner.poll() is None
+    finally:
+        runner.kill()
+        runner.wait()
+
+
+@run_async
+async def test_form_details(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Eval token masked, from the environment, never saved; the model test offers without
+    overwriting; a chosen config prefills; Escape on a changed form asks; plain messages."""
+    from agentdata_tui.tui.launch_settings import build_command, child_env, save_last, validate_fields
+    from agentdata_tui.tui.screens.modals import ConfirmScreen
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    config = tmp_path / "cfg.yaml"
+    config.write_text(
+        "model:\n  model_name: cfg-model\n  model_kwargs:\n    temperature: 0.3\n", encoding="utf-8"
+    )
+    values, sources = initial_values(
+        {"dataset": str(make_dataset(tmp_path))}, {"AGENTDATA_EVAL_TOKEN": "eval-SECRET-tok"}, {}
+    )
+    with ModelServer(ScriptedResponder({}, default=[DONE]), models=("served-a", "served-b")) as server:
+        values["base_url"] = server.base_url
+        app = make_app(
+            "launch", launch_values=values, launch_sources=sources, last_path=tmp_path / "last.json"
+        )
+        async with app.run_test(size=(80, 24)) as pilot:
+            screen = app.screen
+            token = screen.query_one("#f-eval_token", Input)
+            assert token.password and token.value == "eval-SECRET-tok"
+            assert screen.query_one("#n-eval_token", Label).render().plain == "from AGENTDATA_EVAL_TOKEN"
+            # the model section is in view at 80x24 (the form was not scrolled to Start)
+            assert screen.query_one("#launch-form").scroll_y == 0
+            # a chosen config fills what it defines
+            _form_value(screen, "config", str(config))
+            await wait_until(pilot, lambda: screen.query_one("#f-model", Input).value == "cfg-model")
+            assert screen.query_one("#f-temperature", Input).value == "0.3"
+            # typed model kept after the test; the served ones are offered
+            _form_value(screen, "model", "my-own-model")
+            await pilot.pause()
+            screen.run_check("model")
+            await wait_until(
+                pilot, lambda: "model(s)" in screen.query_one("#answer-model", Label).render().plain
+            )
+            assert screen.query_one("#f-model", Input).value == "my-own-model"
+            assert "not among the 2 served" in screen.query_one("#n-model", Label).render().plain
+            served = screen.query_one("#served", Select)
+            assert served.display or screen.query_one("#served-row").display
+            served.value = "served-b"
+            await pilot.pause()
+            assert screen.query_one("#f-model", Input).value == "served-b"
+            # plain words, short
+            _form_value(screen, "workers", "0")
+            await pilot.pause()
+            assert screen.query_one("#n-workers", Label).render().plain == "✗ must be at least 1"
+            _form_value(screen, "workers", "many")
+            await pilot.pause()
+            assert "a whole number" in screen.query_one("#n-workers", Label).render().plain
+            _form_value(screen, "workers", "2")
+            # Escape on a changed form asks; Escape again keeps the form
+            await pilot.press("escape")
+            await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+            await pilot.press("escape")
+            await pilot.pause()
+            assert app.screen is screen
+            settings, errors = validate_fields(screen.form_values())
+            assert settings is not None, errors
+        assert app.return_value is None  # not quit
+    # the token reaches the run by its environment only, and is never saved
+    assert "eval-SECRET-tok" not in " ".join(build_command(settings))
+    assert child_env("", {}, eval_token=settings.eval_token)["AGENTDATA_EVAL_TOKEN"] == "eval-SECRET-tok"
+    save_last(settings, tmp_path / "last.json")
+    assert "eval-SECRET-tok" not in (tmp_path / "last.json").read_text()
+    # an unchanged form quits at once on Escape
+    values2, sources2 = initial_values({"dataset": str(tmp_path / "tasks.json")}, {}, {})
+    app = make_app("launch", launch_values=values2, launch_sources=sources2, last_path=tmp_path / "last.json")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("escape")
+    assert app.return_value == 0

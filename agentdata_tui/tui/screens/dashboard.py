@@ -7,7 +7,6 @@ run with hundreds of workers streaming never repaints once per event.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import threading
@@ -24,6 +23,7 @@ from textual.widgets import Header, Label, ProgressBar, RichLog, Static
 
 from agentdata_tui.events import EventTail
 from agentdata_tui.tui.messages import EventsBatch, LogReset, RunProcessExited
+from agentdata_tui.tui.run_folder import log_tail, pid_alive, read_run_json
 from agentdata_tui.tui.state import DashboardState, RolloutView, StepView, format_duration
 from agentdata_tui.tui.widgets.footer import AppFooter
 from agentdata_tui.tui.widgets.line_table import LineTable
@@ -58,43 +58,9 @@ STATUS_STYLE = {
     "failed": "red",
     "error": "bold red",
     "stopped": "dim",
+    "cancelled": "magenta",
     "idle": "dim",
 }
-
-
-def read_run_json(run_dir: Path) -> dict[str, Any]:
-    try:
-        data = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def pid_alive(pid: int | None) -> bool:
-    if not pid or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie (our own finished child not yet reaped) is not alive.
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
-            return fh.read().rsplit(")", 1)[-1].split()[0] != "Z"
-    except OSError:
-        return True
-
-
-def log_tail(path: Path, lines: int = 5) -> str:
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(max(0, os.path.getsize(path) - 8192))
-            text = fh.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
-    return "\n".join(text.strip().splitlines()[-lines:])
 
 
 class DashboardScreen(Screen[None]):
@@ -275,6 +241,8 @@ class DashboardScreen(Screen[None]):
         m = state.metrics()
         if m.stopped:
             status = "stopped (resume with --resume)"
+        elif m.status in ("failed", "aborted"):
+            status = f"{m.status}: {m.reason}" if m.reason else m.status
         elif m.finished:
             status = "finished"
         else:
@@ -290,6 +258,7 @@ class DashboardScreen(Screen[None]):
             ],
             [
                 (f"{m.done:,}/{m.total:,} done", "bold"),
+                *([f"{m.done_before:,} before this session"] if m.done_before else []),
                 f"ETA {format_duration(m.eta_s)}",
                 f"elapsed {format_duration(m.elapsed_s)}",
                 f"{m.rollouts_per_min:.1f} rollouts/min",
@@ -300,7 +269,11 @@ class DashboardScreen(Screen[None]):
                 (f"succeeded {m.succeeded}", "green"),
                 (f"failed {m.failed}", "red"),
                 (f"errors {m.errors}", "bold red" if m.errors else "dim"),
-                *([(f"cancelled {m.cancelled}", "magenta")] if getattr(m, "cancelled", 0) else []),
+                *(
+                    [(f"cancelled {m.cancelled} (not recorded; they run again on resume)", "magenta")]
+                    if m.cancelled
+                    else []
+                ),
                 f"success {m.success_rate * 100:.1f}%",
                 f"avg reward {m.average_reward:.3f}",
             ],
@@ -336,7 +309,7 @@ class DashboardScreen(Screen[None]):
     def _paint_workers(self, state: DashboardState, dirty: set[str], elapsed_only: bool) -> None:
         """Rows are painted from the state when shown: a repaint only says what changed."""
         table = self.query_one("#workers", LineTable)
-        if len(state.workers) != table.row_count:
+        if len(state.workers) != table.row_count or "*" in dirty:
             table.set_keys(sorted(state.workers, key=_worker_order))
         elif dirty or elapsed_only:
             table.refresh_rows()
@@ -366,9 +339,9 @@ class DashboardScreen(Screen[None]):
         )
 
     def _paint_recent(self, state: DashboardState) -> None:
-        if state.done == self._recent_done:
+        if state.finished_seen == self._recent_done:
             return
-        self._recent_done = state.done
+        self._recent_done = state.finished_seen
         self._recent_views = {v.rollout_id: v for v in state.recent}
         self.query_one("#recent", LineTable).set_keys([v.rollout_id for v in state.recent])
 

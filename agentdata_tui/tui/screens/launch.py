@@ -1,12 +1,18 @@
 """The launch screen: settings of a run, a connection test per server, and Start.
 
-Start validates the form (pydantic, messages next to each field), remembers the settings
-(never the key), launches ``generate-multi`` as its own background process with the key in
-its environment, and switches to the dashboard on the run folder.
+Start validates the form (messages in plain words next to each field), tests the servers
+(a failure is said on the form and nothing starts), then looks at the output's run folder:
+a run already there is resumed or started over (``--resume`` / ``--force``) or left alone, a
+live one can be watched. It remembers the settings (never the key or the token), launches
+``generate-multi`` as its own background process with the secrets in its environment, and
+stays on the form until the run has written its ``run_started`` event: a runner that exits
+before that leaves its error, in full, on the form.
 """
 
 from __future__ import annotations
 
+import os
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,16 +30,19 @@ from textual.widgets import Button, Header, Input, Label, Select
 
 from agentdata_tui.tui.checks import CheckResult, check_docker, check_eval, check_model
 from agentdata_tui.tui.launch_settings import (
+    CONFIG_FIELDS,
     SANDBOX_KINDS,
     LaunchSettings,
     build_command,
     child_env,
+    config_defaults,
     save_last,
     start_background,
     validate_field,
     validate_fields,
 )
-from agentdata_tui.tui.messages import CheckDone
+from agentdata_tui.tui.messages import CheckDone, PreflightDone, RunProcessExited, RunStarted
+from agentdata_tui.tui.run_folder import existing_run, log_tail
 from agentdata_tui.tui.widgets.footer import AppFooter
 
 # (field, label, placeholder)
@@ -47,6 +56,7 @@ MODEL_FIELDS = (
 SERVER_FIELDS = (
     ("docker_servers", "docker servers", "HOST:PORT[,HOST:PORT...] for docker_remote"),
     ("eval_server", "eval server", "local, a URL or HOST:PORT"),
+    ("eval_token", "eval token", "empty: none"),
 )
 RUN_FIELDS = (
     ("dataset", "dataset", "tasks.json / tasks.jsonl"),
@@ -56,19 +66,23 @@ RUN_FIELDS = (
     ("max_tasks", "max tasks", "empty: all"),
     ("samples_per_task", "samples per task", "1"),
 )
+SECRET_FIELDS = ("api_key", "eval_token")
+START_LOG_LINES = 40  # an early exit's log shown on the form
 
 
 def _text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+Starter = Callable[[list[str], Path, dict[str, str]], Any]
+
+
 class LaunchScreen(Screen[None]):
     BINDINGS = [
         Binding("ctrl+s", "start", "Start", id="start"),
         Binding("ctrl+t", "test_all", "Test servers", id="test"),
-        Binding("ctrl+q", "app.quit", "Quit", id="quit"),
-        Binding("q", "app.quit", "Quit", show=False),
-        Binding("escape", "app.quit", "Quit", show=False),
+        Binding("ctrl+q", "leave", "Quit", id="quit"),
+        Binding("escape", "leave", "Quit", show=False),
     ]
 
     def __init__(
@@ -77,7 +91,7 @@ class LaunchScreen(Screen[None]):
         sources: dict[str, str],
         *,
         last_path: Path | None = None,
-        starter: Callable[[list[str], Path, dict[str, str]], Any] = start_background,
+        starter: Starter = start_background,
     ) -> None:
         super().__init__()
         self.values = values
@@ -87,6 +101,11 @@ class LaunchScreen(Screen[None]):
         self.process: Any = None
         self.command: list[str] | None = None
         self.sub_title = "new run"
+        self._initial: dict[str, Any] = {}
+        self._set_by_us: dict[str, str] = {}  # field -> the value the screen put there (not typed)
+        self._config_values: dict[str, Any] = {}
+        self._starting = False
+        self._stop_wait = threading.Event()
 
     # -- layout --------------------------------------------------------------
     def _row(self, name: str, label: str, placeholder: str) -> ComposeResult:
@@ -95,7 +114,7 @@ class LaunchScreen(Screen[None]):
             yield Input(
                 _text(self.values.get(name)),
                 placeholder=placeholder,
-                password=name == "api_key",
+                password=name in SECRET_FIELDS,
                 compact=True,
                 id=f"f-{name}",
             )
@@ -123,6 +142,9 @@ class LaunchScreen(Screen[None]):
             with Horizontal(classes="check-row"):
                 yield Button("Test model server", id="test-model", compact=True)
                 yield Label("", id="answer-model", classes="check-answer")
+            with Horizontal(classes="form-row", id="served-row"):
+                yield Label("served models", classes="form-label")
+                yield Select([], prompt="pick one to use it", compact=True, id="served")
             yield Label("Servers", classes="section")
             kind = _text(self.values.get("environment_class")) or "local"
             options = [(k, k) for k in SANDBOX_KINDS] + ([(kind, kind)] if kind not in SANDBOX_KINDS else [])
@@ -151,8 +173,16 @@ class LaunchScreen(Screen[None]):
         yield AppFooter()
 
     def on_mount(self) -> None:
+        self.query_one("#served-row").display = False
         self._update_warning()
-        self.query_one("#f-dataset" if not self.values.get("dataset") else "#start").focus()
+        self._config_values = config_defaults(self.values.get("config") or None)
+        # The form reads from the top (the model section): the first field has the focus, or the
+        # dataset when it is missing (ctrl+s starts from anywhere).
+        self.query_one("#f-dataset" if not self.values.get("dataset") else "#f-base_url").focus()
+        self._initial = self.form_values()
+
+    def on_unmount(self) -> None:
+        self._stop_wait.set()
 
     # -- form values ---------------------------------------------------------
     def form_values(self) -> dict[str, Any]:
@@ -162,28 +192,70 @@ class LaunchScreen(Screen[None]):
         values["environment_class"] = str(self.query_one("#f-environment_class", Select).value)
         return values
 
+    def _set_field(self, name: str, value: Any, hint: str) -> None:
+        text = _text(value)
+        self._set_by_us[name] = text
+        if name == "environment_class":
+            select = self.query_one("#f-environment_class", Select)
+            if text in SANDBOX_KINDS:
+                select.value = text
+        else:
+            self.query_one(f"#f-{name}", Input).value = text
+        self._note(name, hint=hint)
+
     def _show_errors(self, errors: dict[str, str]) -> None:
         for name in [n for n, _, _ in MODEL_FIELDS + SERVER_FIELDS + RUN_FIELDS] + ["environment_class"]:
             self._note(name, errors.get(name))
-        self.query_one("#n-form", Label).update(
-            Text(f"✗ {errors['form']}", style="bold red") if "form" in errors else ""
-        )
+        self._form_message(Text(f"✗ {errors['form']}", style="bold red") if "form" in errors else "")
+
+    def _form_message(self, text: Text | str) -> None:
+        label = self.query_one("#n-form", Label)
+        label.update(text)
+        if text:
+            self.call_after_refresh(label.scroll_visible, animate=False)
 
     @on(Input.Changed)
     def _field_changed(self, event: Input.Changed) -> None:
         name = (event.input.id or "").removeprefix("f-")
         value = event.value.strip()
+        # typed: neither the value the form opened with nor one the screen put there
+        typed = event.value != self._set_by_us.get(name, _text(self.values.get(name)))
+        if typed:
+            self._set_by_us.pop(name, None)
         message = validate_field(name, value) if value or name in ("dataset", "output", "base_url") else None
         if name == "dataset" and not value:
             message = None  # not yet: said on Start
-        if name == "api_key" and self.values.get("api_key") and value != self.values.get("api_key"):
-            self.sources["api_key"] = "typed here (never saved)"
+        if name in SECRET_FIELDS and typed and self.values.get(name) != value:
+            self.sources[name] = "typed here (never saved)" if value else ""
+        elif name in CONFIG_FIELDS and typed:
+            self.sources[name] = ""
         self._note(name, message)
+        if name == "config" and message is None and typed:
+            self._prefill_from_config(value)
         self._update_warning()
+
+    def _prefill_from_config(self, path: str) -> None:
+        """A newly chosen config sets the fields it defines that the user has not typed."""
+        new = config_defaults(path or None)
+        old = self._config_values
+        self._config_values = new
+        current = self.form_values()
+        for name in CONFIG_FIELDS:
+            if name not in new:
+                continue
+            now = _text(current.get(name))
+            untouched = now == "" or now == _text(old.get(name)) or self._set_by_us.get(name) == now
+            if untouched and now != _text(new[name]):
+                self._set_field(name, new[name], "from the config")
 
     @on(Select.Changed, "#f-environment_class")
     def _kind_changed(self) -> None:
         self._update_warning()
+
+    @on(Select.Changed, "#served")
+    def _served_picked(self, event: Select.Changed) -> None:
+        if event.value is not Select.NULL:
+            self._set_field("model", str(event.value), "picked among the served models")
 
     def _update_warning(self) -> None:
         kind = str(self.query_one("#f-environment_class", Select).value)
@@ -198,7 +270,7 @@ class LaunchScreen(Screen[None]):
         if bid == "start":
             self.action_start()
         elif bid == "quit":
-            self.app.exit(0)
+            self.action_leave()
         elif bid in ("test-model", "test-docker", "test-eval"):
             self.run_check(bid.removeprefix("test-"))
 
@@ -213,15 +285,14 @@ class LaunchScreen(Screen[None]):
 
     @work(thread=True, exit_on_error=False, group="checks")
     def _check(self, server: str, values: dict[str, Any]) -> None:
-        if server == "model":
-            result = check_model(values["base_url"], values["api_key"])
-        elif server == "eval":
-            import os
+        self.post_message(CheckDone(self._run_check(server, values)))
 
-            result = check_eval(values["eval_server"], os.environ.get("AGENTDATA_EVAL_TOKEN"))
-        else:
-            result = check_docker(values["docker_servers"], values["environment_class"], self._images(values))
-        self.post_message(CheckDone(result))
+    def _run_check(self, server: str, values: dict[str, Any]) -> CheckResult:
+        if server == "model":
+            return check_model(values["base_url"], values["api_key"])
+        if server == "eval":
+            return check_eval(values["eval_server"], values.get("eval_token") or None)
+        return check_docker(values["docker_servers"], values["environment_class"], self._images(values))
 
     def _images(self, values: dict[str, Any]) -> list[str]:
         try:
@@ -236,18 +307,35 @@ class LaunchScreen(Screen[None]):
             return []
 
     def on_check_done(self, message: CheckDone) -> None:
-        result: CheckResult = message.result
+        self._show_check(message.result)
+
+    def _show_check(self, result: CheckResult) -> None:
         style = "green" if result.ok else "red"
         self.query_one(f"#answer-{result.server}", Label).update(Text(result.message, style=style))
-        if result.server == "model" and result.models:
-            field = self.query_one("#f-model", Input)
-            field.suggester = SuggestFromList(result.models, case_sensitive=False)
-            if not field.value or field.value not in result.models:
-                field.value = result.models[0]
-                self._note("model", hint=f"served by the model server ({len(result.models)} listed)")
+        if result.server != "model" or not result.models:
+            return
+        field = self.query_one("#f-model", Input)
+        field.suggester = SuggestFromList(result.models, case_sensitive=False)
+        served = self.query_one("#served", Select)
+        served.set_options([(m, m) for m in result.models])
+        self.query_one("#served-row").display = True
+        typed = field.value.strip()
+        if not typed:
+            # nothing typed to overwrite: the first served model, as the run would pick
+            self._set_field(
+                "model", result.models[0], f"served by the model server ({len(result.models)} listed)"
+            )
+        elif typed in result.models:
+            self._note("model", hint="served by the model server")
+        else:
+            self._note(
+                "model", error=f"not among the {len(result.models)} served (pick one below, or keep it)"
+            )
 
     # -- start ---------------------------------------------------------------
     def action_start(self) -> None:
+        if self._starting:
+            return
         settings, errors = validate_fields(self.form_values())
         self._show_errors(errors)
         if settings is None:
@@ -261,23 +349,186 @@ class LaunchScreen(Screen[None]):
                 target.focus()
             self.notify(f"{len(errors)} field(s) to fix before starting.", severity="error")
             return
-        self.start(settings)
+        self._busy(True, "Testing the servers before starting…")
+        self._preflight(settings)
 
-    def start(self, settings: LaunchSettings) -> None:
+    def _busy(self, busy: bool, message: str = "") -> None:
+        self._starting = busy
+        self.query_one("#start", Button).disabled = busy
+        if message:
+            self._form_message(Text(message, style="italic"))
+
+    @work(thread=True, exit_on_error=False, group="preflight")
+    def _preflight(self, settings: LaunchSettings) -> None:
+        values = settings.model_dump()
+        values["docker_servers"] = settings.docker_servers
+        results = [self._run_check(server, values) for server in ("model", "docker", "eval")]
+        self.post_message(PreflightDone(results, settings))
+
+    def on_preflight_done(self, message: PreflightDone) -> None:
+        for result in message.results:
+            self._show_check(result)
+        failed = [r for r in message.results if not r.ok]
+        if failed:
+            self._busy(False)
+            names = ", ".join(
+                {"model": "model server", "docker": "docker", "eval": "eval server"}[r.server] for r in failed
+            )
+            lines = [Text(f"✗ Not started: the {names} test failed.", style="bold red")]
+            lines += [Text(f"  {r.message}", style="red") for r in failed]
+            self._form_message(Text("\n").join(lines))
+            self.query_one(f"#test-{failed[0].server}", Button).focus()
+            return
+        self._busy(False, " ")
+        self.choose_and_start(message.settings)
+
+    def choose_and_start(self, settings: LaunchSettings) -> None:
+        """A run already in the output's folder: resume it, start over, or (live) watch it."""
+        found = existing_run(settings.output)
+        if found is None:
+            self.start(settings, "new")
+            return
+        from agentdata_tui.tui.screens.modals import ChoiceScreen
+
+        if found.live:
+
+            def watch(choice: str | None) -> None:
+                if choice == "watch":
+                    self.watch(found.run_dir)
+                else:
+                    self._form_message(Text("Not started: a run is going in that folder.", style="yellow"))
+
+            self.app.push_screen(
+                ChoiceScreen(
+                    found.describe(),
+                    [("watch", "Watch it", "primary"), ("cancel", "Cancel", "default")],
+                    detail="Watching does not disturb it. To start another run, pick another output.",
+                ),
+                watch,
+            )
+            return
+
+        def answer(choice: str | None) -> None:
+            if choice in ("resume", "start_over"):
+                self.start(settings, choice)
+            else:
+                self._form_message(Text("Not started.", style="dim"))
+
+        output = Path(settings.output).name
+        self.app.push_screen(
+            ChoiceScreen(
+                found.describe(),
+                [
+                    ("resume", "Resume", "primary"),
+                    ("start_over", "Start over", "warning"),
+                    ("cancel", "Cancel", "default"),
+                ],
+                detail=(
+                    "Resume runs what is not done yet. Start over moves the old run folder aside "
+                    f"(nothing is deleted; {output} is rebuilt from the new run) and runs everything again."
+                ),
+            ),
+            answer,
+        )
+
+    def watch(self, run_dir: Path) -> None:
+        from agentdata_tui.tui.screens.dashboard import DashboardScreen
+
+        self.app.push_screen(DashboardScreen(run_dir))
+
+    def start(self, settings: LaunchSettings, mode: str = "new") -> None:
         try:
             save_last(settings, self.last_path)
         except OSError as exc:
             self.notify(f"Could not remember the settings: {exc.strerror}", severity="warning")
-        self.command = build_command(settings)
+        self.command = build_command(settings, mode=mode)
         run_dir = settings.run_dir
+        events = run_dir / "events.jsonl"
+        try:
+            st = os.stat(events)
+            log_from = (st.st_ino, st.st_size)
+        except OSError:
+            log_from = None
         started = time.time() - 1.0  # a log older than this is a previous run's
         try:
-            self.process = self.starter(self.command, run_dir, child_env(settings.api_key))
-        except OSError as exc:
-            self.query_one("#n-form", Label).update(
-                Text(f"✗ could not start the run: {exc}", style="bold red")
+            self.process = self.starter(
+                self.command, run_dir, child_env(settings.api_key, eval_token=settings.eval_token)
             )
+        except OSError as exc:
+            self._form_message(Text(f"✗ could not start the run: {exc}", style="bold red"))
             return
+        self._busy(True, "Starting the run…")
+        self._run_dir, self._started = run_dir, started
+        self._await_start(self.process, events, log_from, run_dir)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="await-start")
+    def _await_start(
+        self, process: Any, events: Path, log_from: tuple[int, int] | None, run_dir: Path
+    ) -> None:
+        """Until the run has said ``run_started`` (then the dashboard) or has exited (then its
+        error on the form). Polls the log's new bytes only."""
+        offset = 0
+        inode = None
+        if log_from is not None:
+            inode, offset = log_from
+        buffer = b""
+        while not self._stop_wait.is_set():
+            try:
+                st = os.stat(events)
+            except OSError:
+                st = None
+            if st is not None:
+                if inode is not None and (st.st_ino != inode or st.st_size < offset):
+                    offset, buffer = 0, b""  # a new log (start over): from its beginning
+                inode = st.st_ino
+                if st.st_size > offset:
+                    with open(events, "rb") as fh:
+                        fh.seek(offset)
+                        chunk = fh.read(st.st_size - offset)
+                    offset += len(chunk)
+                    buffer += chunk
+                    if b'"run_started"' in buffer:
+                        self.post_message(RunStarted())
+                        return
+                    buffer = buffer[-4096:]
+            if process.poll() is not None:
+                if st is not None and os.path.getsize(events) > offset:
+                    continue  # read what it wrote last first
+                log = run_dir / "tui-launch.log"
+                self.post_message(RunProcessExited(process.returncode, log_tail(log, lines=START_LOG_LINES)))
+                return
+            self._stop_wait.wait(0.1)
+
+    def on_run_started(self, message: RunStarted) -> None:
         from agentdata_tui.tui.screens.dashboard import DashboardScreen
 
-        self.app.switch_screen(DashboardScreen(run_dir, process=self.process, newer_than=started))
+        self._busy(False, " ")
+        self.app.push_screen(DashboardScreen(self._run_dir, process=self.process, newer_than=self._started))
+
+    def on_run_process_exited(self, message: RunProcessExited) -> None:
+        """The runner gave up before starting: its reason, whole, where the user can act on it."""
+        self._busy(False)
+        head = Text(f"✗ The run exited with code {message.returncode} before starting:", style="bold red")
+        body = Text(message.log_tail or "(it wrote nothing to its log)", style="red")
+        where = Text(f"(log: {self._run_dir / 'tui-launch.log'})", style="dim")
+        self._form_message(Text("\n").join([head, body, where]))
+        self.notify(
+            f"The run exited with code {message.returncode}: see the end of the form.", severity="error"
+        )
+
+    # -- leaving -------------------------------------------------------------
+    def action_leave(self) -> None:
+        """Quit; when the form was changed, ask first (Escape must not throw away a filled form)."""
+        if self.form_values() == self._initial:
+            self.app.exit(0)
+            return
+        from agentdata_tui.tui.screens.modals import ConfirmScreen
+
+        def answer(yes: bool | None) -> None:
+            if yes:
+                self.app.exit(0)
+
+        self.app.push_screen(
+            ConfirmScreen("Quit? The changes to the form are not kept (Start remembers them).", yes="Quit"),
+            answer,
+        )

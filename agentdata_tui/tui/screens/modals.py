@@ -67,3 +67,33 @@ class QuitRunScreen(ModalScreen[str | None]):
 
     def action_answer(self, value: str | None) -> None:
         self.dismiss(value)
+
+
+class ChoiceScreen(ModalScreen[str | None]):
+    """A question with a few answers (buttons); Escape is the last one, "cancel"."""
+
+    BINDINGS = [Binding("escape", "answer(None)", "Cancel", id="cancel")]
+
+    def __init__(self, question: str, choices: list[tuple[str, str, str]], detail: str = "") -> None:
+        """``choices``: (key, button label, variant); the first has the focus."""
+        super().__init__()
+        self.question, self.choices, self.detail = question, choices, detail
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(self.question, classes="dialog-question")
+            if self.detail:
+                yield Label(self.detail, classes="dialog-question dialog-detail")
+            with Horizontal(classes="dialog-buttons"):
+                for key, label, variant in self.choices:
+                    yield Button(label, id=f"choice-{key}", variant=variant)  # type: ignore[arg-type]
+
+    def on_mount(self) -> None:
+        self.query_one(Button).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        key = (event.button.id or "").removeprefix("choice-")
+        self.dismiss(None if key == "cancel" else key)
+
+    def action_answer(self, value: str | None) -> None:
+        self.dismiss(value)
