@@ -117,6 +117,9 @@ class EnvironmentConfig(_Section):
 
 class ModelConfig(_Section):
     model_name: str | None = None
+    # Several OpenAI-compatible servers of the same model (``--base-url A,B`` overrides): each
+    # rollout sticks to one, new rollouts go to the least-loaded healthy one (model/pool.py).
+    endpoints: list[str] = Field(default_factory=list)
     model_kwargs: dict[str, Any] = Field(default_factory=dict)
     observation_template: str | None = None
     format_error_template: str | None = None

@@ -27,6 +27,11 @@ class ContextLengthExceeded(ModelError):
     exit_status = "ContextLengthExceeded"
 
 
+class ModelUnavailable(ModelError):
+    """The server kept failing in a way worth retrying (unreachable, timeouts, 5xx, 429): the
+    endpoint, not the request, is at fault — an endpoint pool sends the request elsewhere."""
+
+
 class RolloutCancelled(Exception):
     """A graceful stop reached this rollout at a step boundary: it is not recorded (resume re-runs it)."""
 

@@ -45,7 +45,10 @@ def _add_model_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--base-url",
         default=None,
-        help=f"OpenAI-compatible base URL (default: $OPENAI_BASE_URL, else {DEFAULT_BASE_URL})",
+        metavar="URL[,URL...]",
+        help="OpenAI-compatible base URL; several (comma-separated) replicas of the same model share the "
+        "rollouts: each rollout sticks to one, a failing one is taken out and re-probed (default: the "
+        f"config's model.endpoints, else $OPENAI_BASE_URL, else {DEFAULT_BASE_URL})",
     )
     g.add_argument(
         "--model",
@@ -264,7 +267,21 @@ def resolve_api_key(args: argparse.Namespace) -> str | None:
 
 
 def resolve_base_url(args: argparse.Namespace) -> str:
-    return (args.base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
+    return resolve_base_urls(args)[0]
+
+
+def resolve_base_urls(args: argparse.Namespace, config=None) -> list[str]:
+    """``--base-url A,B``, else the config's ``model.endpoints``, else $OPENAI_BASE_URL, else the default."""
+    from agentdata_tui.model.pool import split_endpoints
+
+    if args.base_url:
+        urls = split_endpoints(args.base_url)
+        if not urls:
+            raise UserError(f"--base-url {args.base_url!r}: no URL in it")
+        return urls
+    if config is not None and config.model.endpoints:
+        return split_endpoints(config.model.endpoints)
+    return [(os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")]
 
 
 def resolve_eval_token(args: argparse.Namespace) -> str | None:
@@ -354,7 +371,8 @@ def _generate(
     from agentdata_tui import __version__
     from agentdata_tui.config import load_config
     from agentdata_tui.evaluation import normalize_eval_url
-    from agentdata_tui.model.client import OpenAIModel, resolve_model_name
+    from agentdata_tui.model.client import resolve_model_name
+    from agentdata_tui.model.pool import build_model
 
     config = load_config(args.config)
     output = check_output_path(args.output)
@@ -363,17 +381,18 @@ def _generate(
     api_key = resolve_api_key(args)
     eval_token = resolve_eval_token(args)
     secrets = [s for s in (api_key, eval_token) if s]
-    base_url = resolve_base_url(args)
+    base_urls = resolve_base_urls(args, config)
+    base_url = base_urls[0]
     model_name = resolve_model_name(base_url, api_key, args.model, config.model)
     if args.model or config.model.model_name:  # not asked yet: make sure someone answers at all
-        _probe_model_server(base_url, api_key)
+        _probe_model_servers(base_urls, api_key)
     temperature, max_tokens = _model_defaults(config, args)
     if kind in ("docker", "docker_remote"):
         from agentdata_tui.sandbox.docker import images_needed, preflight
 
         preflight(servers, images_needed(instances, config.environment), config.environment.pull_policy)
-    model = OpenAIModel(
-        base_url,
+    model = build_model(
+        base_urls,
         api_key,
         model_name,
         config.model,
@@ -396,7 +415,7 @@ def _generate(
         "tool_version": __version__,
         "config_sha256": config.sha256,
         "dataset_sha256": dataset.sha256,
-        "base_url": public_url(base_url),
+        "base_url": ",".join(public_url(u) for u in base_urls),
         "environment_class": kind,
         "docker_servers": servers,
         "eval_server": eval_url or "local",
@@ -422,6 +441,23 @@ def _generate(
         )
     finally:
         model.close()
+
+
+def _probe_model_servers(base_urls: list[str], api_key: str | None) -> None:
+    """With several endpoints the run needs one that answers; the others are said and re-probed."""
+    if len(base_urls) == 1:
+        _probe_model_server(base_urls[0], api_key)
+        return
+    failed: list[str] = []
+    for url in base_urls:
+        try:
+            _probe_model_server(url, api_key)
+        except UserError as exc:
+            failed.append(str(exc))
+    if len(failed) == len(base_urls):
+        raise UserError(f"none of the {len(base_urls)} model endpoints answers: {failed[0]}")
+    for text in failed:
+        print(f"warning: {text}; the run starts on the others and retries it", file=sys.stderr)
 
 
 def _probe_model_server(base_url: str, api_key: str | None) -> None:
@@ -538,15 +574,15 @@ def run_check(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     failures = 0
-    base_url = resolve_base_url(args)
     api_key = resolve_api_key(args)
     wanted = args.model or config.model.model_name
-    try:
-        models = list_models(base_url, api_key)
-    except ModelError as exc:
-        print(f"FAIL  model server {public_url(base_url)}: {exc}")
-        failures += 1
-    else:
+    for base_url in resolve_base_urls(args, config):
+        try:
+            models = list_models(base_url, api_key)
+        except ModelError as exc:
+            print(f"FAIL  model server {public_url(base_url)}: {exc}")
+            failures += 1
+            continue
         shown = ", ".join(models[:10]) + (f", ... ({len(models)} in all)" if len(models) > 10 else "")
         print(f"ok    model server {public_url(base_url)}: answers; models: {shown or '(none)'}")
         if wanted and wanted not in models:

@@ -24,7 +24,13 @@ from requests.adapters import HTTPAdapter
 
 from agentdata_tui.config import LITELLM_ONLY_KEYS, ModelConfig
 from agentdata_tui.errors import UserError
-from agentdata_tui.interfaces import ContextLengthExceeded, ModelError, ModelResponse, RolloutContext
+from agentdata_tui.interfaces import (
+    ContextLengthExceeded,
+    ModelError,
+    ModelResponse,
+    ModelUnavailable,
+    RolloutContext,
+)
 
 log = logging.getLogger(__name__)
 
@@ -229,7 +235,7 @@ class OpenAIModel:
                 )
                 if self._closed.wait(delay):
                     raise ModelError("model client closed") from None
-        raise ModelError(self._scrub(f"model server failed after {attempts} attempts: {last}"))
+        raise ModelUnavailable(self._scrub(f"model server failed after {attempts} attempts: {last}"))
 
     def _backoff(self, attempt: int) -> float:
         return min(self.backoff_max, self.backoff_base * (2**attempt)) * (0.5 + random.random())

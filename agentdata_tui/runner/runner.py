@@ -40,6 +40,7 @@ from agentdata_tui.sandbox import tag_run
 
 log = logging.getLogger("agentdata_tui.runner")
 ERROR_KINDS = {"ModelError": "model", "SandboxError": "sandbox"}
+ENDPOINT_EVENT_S = 5.0  # how often an endpoint pool's figures go to the event log
 
 
 class Runner:
@@ -88,6 +89,7 @@ class Runner:
             max_workers=max(1, min(8, spec.workers)), thread_name_prefix="sandbox-close"
         )
         self.fatal: str | None = None  # what broke the run itself, if anything
+        self._endpoints_emitted = 0.0
 
     # -- control ----------------------------------------------------------------------
     @property
@@ -259,6 +261,7 @@ class Runner:
                     log.error("cannot write %s: %s", self.spec.output, exc)
                     self.fatal = self.fatal or f"cannot write {self.spec.output}: {exc}"
             self.store.close()
+            self._emit_endpoints(force=True)
             self._emit(
                 "run_finished",
                 counts=counts,
@@ -275,12 +278,40 @@ class Runner:
                 counts=counts,
                 written=written,
             )
+            if (endpoints := self.endpoint_stats()) is not None:
+                run_json["endpoints"] = endpoints
             self.store.write_run_json(run_json)
             for listener in self.listeners:
                 listener.run_finished(counts, elapsed, stopped)
         return RunOutcome(
             self.spec.output, self.store.dir, self.run_id, written, counts, stopped, elapsed, self.fatal
         )
+
+    def _end_model_rollout(self, ctx: RolloutContext) -> dict[str, Any]:
+        """An endpoint pool frees the rollout's place and says which endpoint(s) served it."""
+        end = getattr(self.model, "end_rollout", None)
+        if end is None:
+            return {}
+        try:
+            return dict(end(ctx) or {})
+        except Exception:  # bookkeeping must never cost a rollout
+            log.warning("model end_rollout failed:\n%s", traceback.format_exc())
+            return {}
+
+    def endpoint_stats(self) -> list[dict[str, Any]] | None:
+        stats = getattr(self.model, "stats", None)
+        return stats() if callable(stats) else None
+
+    def _emit_endpoints(self, force: bool = False) -> None:
+        """Per-endpoint figures (requests, errors, latency, health) for the dashboard, every few s."""
+        now = time.monotonic()
+        if self.events is None or (not force and now - self._endpoints_emitted < ENDPOINT_EVENT_S):
+            return
+        stats = self.endpoint_stats()
+        if stats is None:
+            return
+        self._endpoints_emitted = now
+        self.events.emit("endpoints", endpoints=stats)
 
     def _close_later(self, sandbox: Sandbox) -> None:
         """Removing a sandbox (a folder, a container) is off the rollout's critical path."""
@@ -303,6 +334,7 @@ class Runner:
                 self._tick()
 
     def _tick(self) -> None:
+        self._emit_endpoints()
         for listener in self.listeners:
             tick = getattr(listener, "tick", None)
             if tick is not None:
@@ -431,6 +463,7 @@ class Runner:
         finally:
             if sandbox is not None:
                 self._close_later(sandbox)
+            routed = self._end_model_rollout(ctx)
         if cancelled is not None or self._aborting:
             self._emit(
                 "rollout_finished",
@@ -494,6 +527,7 @@ class Runner:
                 "cost": cost,
                 "git_diff_truncated": diff_truncated,
                 "error_kind": error_kind,
+                **routed,
             },
             sample_index=task.sample_index,
             attempt=task.attempt,

@@ -265,13 +265,15 @@ class ModelServer:
         models: tuple[str, ...] = ("test-model",),
         latency: float = 0.0,
         record: bool = True,
+        port: int = 0,
     ) -> None:
-        """``record=False`` keeps only a count of requests (long benchmarks)."""
+        """``record=False`` keeps only a count of requests (long benchmarks); ``port`` 0 = any free one."""
         self.responder = responder
         self.record = record
         self.request_count = 0
         self.models = tuple(models)
         self.latency = latency
+        self.port = port
         self.faults: collections.deque[tuple[Any, ...]] = collections.deque()
         self.requests: list[RecordedRequest] = []
         self.errors: list[BaseException] = []  # exceptions raised by the responder
@@ -286,7 +288,7 @@ class ModelServer:
 
     # -- lifecycle ---------------------------------------------------------------
     def start(self) -> ModelServer:
-        self._httpd = _Server(("127.0.0.1", 0), _Handler)
+        self._httpd = _Server(("127.0.0.1", self.port), _Handler)
         self._httpd.owner = self
         port = self._httpd.server_address[1]
         self.base_url = f"http://127.0.0.1:{port}/v1"
@@ -376,8 +378,11 @@ class ModelServerProcess:
         default: list[Any] | None = None,
         tool_call: bool = False,
         models: tuple[str, ...] = ("test-model",),
+        port: int = 0,
     ) -> None:
+        """``port`` 0 = any free one; give the old port to restart a killed server where it was."""
         self.config = {
+            "port": port,
             "latency": latency,
             "scripts": scripts or {},
             "default": default,
@@ -400,7 +405,19 @@ class ModelServerProcess:
             self.stop()
             raise RuntimeError(f"model server process did not start (said {line!r})")
         self.base_url = line
+        self.config["port"] = int(line.rsplit(":", 1)[1].split("/", 1)[0])
         return self
+
+    @property
+    def port(self) -> int:
+        return int(self.config["port"])
+
+    def kill(self) -> None:
+        """SIGKILL, as a crashed server: connections reset, nothing answers on the port."""
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
 
     def stop(self) -> None:
         if self.proc is None:
@@ -442,7 +459,11 @@ def main(argv: list[str] | None = None) -> int:
         cfg.update(json.loads(args.config_json))
     responder = ScriptedResponder(cfg["scripts"], default=cfg.get("default"), tool_call=cfg["tool_call"])
     server = ModelServer(
-        responder, latency=cfg["latency"], models=tuple(cfg.get("models") or ("test-model",)), record=False
+        responder,
+        latency=cfg["latency"],
+        models=tuple(cfg.get("models") or ("test-model",)),
+        record=False,
+        port=int(cfg.get("port") or 0),
     ).start()
     print(server.base_url, flush=True)
     with contextlib.suppress(ValueError, OSError, KeyboardInterrupt):
