@@ -8,6 +8,8 @@ taken back once it answers.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -17,7 +19,6 @@ import pytest
 from servers.model_server import ModelServer, ModelServerProcess, ScriptedResponder
 from test_runner import scripts_for, write_dataset
 
-from agentdata_tui.cli import main
 from agentdata_tui.config import load_config
 from agentdata_tui.dataset import load_dataset
 from agentdata_tui.interfaces import ModelError, RolloutContext
@@ -213,13 +214,16 @@ def test_server_killed_mid_run_no_rollout_lost_its_rollouts_moved(tmp_path: Path
     assert "sk-kill-key" not in (run_dir / "events.jsonl").read_text() + (run_dir / "run.json").read_text()
 
 
-def test_cli_takes_comma_separated_base_urls(tmp_path: Path, capsys) -> None:
+def test_cli_takes_comma_separated_base_urls(tmp_path: Path) -> None:
     ds_path = write_dataset(tmp_path, 4)
     scripts = scripts_for(4)
     with ModelServer(ScriptedResponder(scripts)) as a, ModelServer(ScriptedResponder(scripts)) as b:
         out = tmp_path / "cli.json"
-        code = main(
+        proc = subprocess.run(
             [
+                sys.executable,
+                "-m",
+                "agentdata_tui",
                 "generate-multi",
                 "--dataset",
                 str(ds_path),
@@ -231,9 +235,12 @@ def test_cli_takes_comma_separated_base_urls(tmp_path: Path, capsys) -> None:
                 "4",
                 "--output",
                 str(out),
-            ]
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
-        assert code == 0
+        assert proc.returncode == 0, proc.stderr
         assert len(a.chat_requests()) and len(b.chat_requests())
     data = json.loads(out.read_text())
     assert data["metadata"]["base_url"] == f"{a.base_url},{b.base_url}"
