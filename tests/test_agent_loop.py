@@ -390,7 +390,15 @@ def test_model_errors_become_exit_statuses(config, error, status):
     result, events, _ = run_agent(config, ScriptModel([bash("true"), error]))
     assert result.exit_status == status
     assert result.error == str(error)
-    assert result.model_calls == 1 and len(result.steps) == 1 and len(events) == 1
+    # model_calls counts the requests made, the failed one too; steps only the answered ones
+    assert result.model_calls == 2 and len(result.steps) == 1 and len(events) == 1
+
+
+def test_a_failed_first_call_is_counted(config):
+    result, events, _ = run_agent(config, ScriptModel([ModelError("model server failed: HTTP 500")]))
+    assert result.exit_status == "ModelError"
+    assert result.model_calls == 1 and result.steps == [] and events == []
+    assert [m["role"] for m in result.messages] == ["system", "user"]
 
 
 class BrokenSandbox:

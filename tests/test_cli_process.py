@@ -167,8 +167,74 @@ def test_export_sft_from_trajectories(capsys, tmp_path: Path) -> None:
         "sample-tool-solved",
     ]
     tool_msgs = lines[2]["messages"]
-    assert json.loads(tool_msgs[2]["tool_calls"])[0]["function"]["name"] == "bash"
-    assert tool_msgs[3]["role"] == "tool" and tool_msgs[3]["tool_call_id"]
+    call = tool_msgs[2]["tool_calls"][0]
+    assert call["function"] == {"name": "bash", "arguments": {"command": "cat calc.py"}}
+    assert tool_msgs[3]["role"] == "tool" and tool_msgs[3]["tool_call_id"] == call["id"]
+    # mini-swe-agent records no tool schema: said, and tools is null rather than invented
+    assert lines[2]["tools"] is None
+
+
+def test_export_sft_flags_and_counts(capsys, tmp_path: Path) -> None:
+    examples = seed_examples()
+    failed = dict(
+        examples[0], exit_status="ModelError", messages=examples[0]["messages"][:2], instance_id="bad"
+    )
+    empty = dict(examples[0], exit_status="SandboxError", messages=[], instance_id="empty")
+    data = write_fast_file(tmp_path / "in.json", [*examples, failed, empty])
+    prompt = tmp_path / "prompt.txt"
+    prompt.write_text("You are the inference-time prompt.")
+    out = tmp_path / "sft.jsonl"
+    code, _, err = run_cli(
+        capsys,
+        "export_sft",
+        "--input",
+        str(data),
+        "--output",
+        str(out),
+        "--with-patch",
+        "--system-prompt",
+        str(prompt),
+        "--tool-arguments",
+        "string",
+    )
+    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    assert code == 0 and len(lines) == 9 and "wrote 9 of 11" in err
+    assert "left out 2 examples (1 ModelError, 1 SandboxError); --include-errors keeps them" in err
+    assert "3 tool-call examples have no recorded tool schema" in err
+    assert all(line["messages"][0]["content"] == "You are the inference-time prompt." for line in lines)
+    assert all("git_diff" in line["metadata"] for line in lines)
+    calls = [c for line in lines for m in line["messages"] for c in m.get("tool_calls", [])]
+    assert calls and all(isinstance(c["function"]["arguments"], str) for c in calls)
+    meta = json.loads((tmp_path / "sft.jsonl.meta.json").read_text())
+    assert meta["input"] == str(data) and meta["counts"]["left_out"] == {"ModelError": 1, "SandboxError": 1}
+    assert meta["system_prompt_file"] == str(prompt) and meta["tool_arguments"] == "string"
+    code, _, err = run_cli(
+        capsys,
+        "export_sft",
+        "--input",
+        str(data),
+        "--output",
+        str(out),
+        "--include-errors",
+        "--system-prompt",
+        "none",
+    )
+    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    assert code == 0 and len(lines) == 11 and "left out" not in err
+    assert all(m["role"] != "system" for line in lines for m in line["messages"])
+
+
+def test_export_sft_bad_system_prompt_file(capsys, tmp_path: Path) -> None:
+    data = write_fast_file(tmp_path / "in.json")
+    out = tmp_path / "sft.jsonl"
+    missing = tmp_path / "nope.txt"
+    code, _, err = run_cli(
+        capsys, "export_sft", "--input", str(data), "--output", str(out), "--system-prompt", str(missing)
+    )
+    assert code == 2 and err.strip().splitlines()[-1].endswith(
+        f"{missing}: --system-prompt: no such file (use 'none' to remove the system message)"
+    )
+    assert "Traceback" not in err and not out.exists()
 
 
 def test_export_trajectory_both_formats(capsys, data_file: Path, tmp_path: Path) -> None:

@@ -11,11 +11,15 @@ import pytest
 from test_processing_fixtures import SEED_METADATA, seed_examples
 
 from agentdata_tui.errors import InputError
+from agentdata_tui.processing import export as export_module
 from agentdata_tui.processing.export import (
+    SFT_FEATURES_CODE,
+    SftReport,
     clean_message,
     export_sft,
     export_trajectory,
     mini_traj_filename,
+    preview_sft,
     trajectory_steps,
     write_filtered,
 )
@@ -33,48 +37,109 @@ def _lines(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
-# -- reasoning modes ----------------------------------------------------------------
+# -- messages --------------------------------------------------------------------------
 
 
 def test_reasoning_inline_field_strip() -> None:
     sep = {"role": "assistant", "content": "Answer.", "reasoning_content": "Because."}
     inline = {"role": "assistant", "content": "<think>\nHmm.\n</think>\n\nAnswer."}
 
-    assert clean_message(sep, "inline")["content"] == "<think>\nBecause.\n</think>\n\nAnswer."
+    assert clean_message(sep, "inline") == {
+        "role": "assistant",
+        "content": "<think>\nBecause.\n</think>\n\nAnswer.",
+    }
     assert clean_message(inline, "inline")["content"] == inline["content"]  # already inline: as is
-    assert "reasoning_content" not in clean_message(sep, "inline")
-
     assert clean_message(sep, "field") == {
         "role": "assistant",
         "content": "Answer.",
-        "tool_calls": "",
-        "tool_call_id": "",
         "reasoning_content": "Because.",
     }
-    assert clean_message({"role": "user", "content": "x"}, "field")["reasoning_content"] == ""
     moved = clean_message(inline, "field")
-    assert moved["content"] == "Answer." and moved["reasoning_content"] == "Hmm."
-
+    assert moved == {"role": "assistant", "content": "Answer.", "reasoning_content": "Hmm."}
     for msg in (sep, inline):
-        stripped = clean_message(msg, "strip")
-        assert stripped["content"] == "Answer." and "reasoning_content" not in stripped
-    # an unclosed <think> is left alone (no guessing where reasoning ends)
-    assert clean_message({"role": "assistant", "content": "<think>cut"}, "strip")["content"] == "<think>cut"
+        assert clean_message(msg, "strip") == {"role": "assistant", "content": "Answer."}
+    # no reasoning: no reasoning_content key at all, in any mode
+    for mode in ("inline", "field", "strip"):
+        assert clean_message({"role": "assistant", "content": "Answer."}, mode) == {
+            "role": "assistant",
+            "content": "Answer.",
+        }
 
 
-def test_clean_message_normalises_tool_calls_and_content() -> None:
+def test_reasoning_modes_touch_assistant_messages_only() -> None:
+    """Defect: field and strip removed a leading <think> block from observations too."""
+    for role in ("user", "tool", "system"):
+        msg = {"role": role, "content": "<think>\nprinted by the program\n</think>\n\nrest"}
+        for mode in ("inline", "field", "strip"):
+            out = clean_message(msg, mode)
+            assert out["content"] == msg["content"] and "reasoning_content" not in out
+
+
+def test_unclosed_think_is_reasoning_to_the_end() -> None:
+    """Defect: an unclosed <think> (a reply cut at max_tokens) survived ``strip``."""
+    cut = {"role": "assistant", "content": "<think>\nI will first look at calc"}
+    assert clean_message(cut, "strip") == {"role": "assistant", "content": ""}
+    assert clean_message(cut, "field") == {
+        "role": "assistant",
+        "content": "",
+        "reasoning_content": "I will first look at calc",
+    }
+    assert clean_message(cut, "inline")["content"] == "<think>\nI will first look at calc\n</think>\n\n"
+
+
+def test_inline_keeps_reasoning_content_when_content_has_think() -> None:
+    """Defect: inline dropped reasoning_content when the content already started with <think>."""
+    both = {
+        "role": "assistant",
+        "content": "<think>\nin content\n</think>\n\nAnswer.",
+        "reasoning_content": "separate",
+    }
+    assert clean_message(both, "inline")["content"] == "<think>\nseparate\n\nin content\n</think>\n\nAnswer."
+    assert clean_message(both, "field")["reasoning_content"] == "separate\n\nin content"
+    same = {"role": "assistant", "content": "<think>\nX\n</think>\n\nA", "reasoning_content": "X"}
+    assert clean_message(same, "inline")["content"] == "<think>\nX\n</think>\n\nA"
+
+
+def test_whitespace_is_the_same_in_every_mode() -> None:
+    msg = {"role": "assistant", "content": "  <think>r</think>\n\n\n  Answer.\n"}
+    rests = {mode: clean_message(msg, mode)["content"] for mode in ("inline", "field", "strip")}
+    assert rests["strip"] == rests["field"] == "Answer.\n"
+    assert rests["inline"] == "<think>\nr\n</think>\n\nAnswer.\n"
+
+
+def test_clean_message_tool_calls_are_objects_without_placeholders() -> None:
+    """Defect: tool_calls was a JSON string and every message carried "tool_calls": "" and
+    "tool_call_id": "" (Llama-3.1 treats a present key as a call; Qwen iterates the string)."""
     msg = {
         "role": "assistant",
         "content": None,
-        "tool_calls": [{"id": "c1", "function": {"name": "bash", "arguments": {"command": "ls"}}}],
+        "tool_calls": [{"id": "c1", "function": {"name": "bash", "arguments": '{"command": "ls -la"}'}}],
         "extra": {"dropped": True},
     }
     out = clean_message(msg)
-    assert set(out) == {"role", "content", "tool_calls", "tool_call_id"}
-    assert out["content"] == "" and out["tool_call_id"] == ""
-    assert json.loads(out["tool_calls"]) == [
-        {"id": "c1", "type": "function", "function": {"name": "bash", "arguments": '{"command": "ls"}'}}
-    ]
+    assert out == {
+        "role": "assistant",
+        "content": "",
+        "tool_calls": [
+            {"id": "c1", "type": "function", "function": {"name": "bash", "arguments": {"command": "ls -la"}}}
+        ],
+    }
+    as_string = clean_message(msg, tool_arguments="string")
+    assert as_string["tool_calls"][0]["function"]["arguments"] == '{"command": "ls -la"}'
+    # arguments recorded as an object stay an object (never re-encoded)
+    obj = {
+        "role": "assistant",
+        "content": "",
+        "tool_calls": [{"id": "c", "function": {"name": "bash", "arguments": {"command": "x"}}}],
+    }
+    assert clean_message(obj)["tool_calls"][0]["function"]["arguments"] == {"command": "x"}
+    assert clean_message({"role": "tool", "tool_call_id": "c1", "content": "out"}) == {
+        "role": "tool",
+        "content": "out",
+        "tool_call_id": "c1",
+    }
+    for plain in ({"role": "user", "content": "x"}, {"role": "system", "content": "s", "tool_calls": None}):
+        assert set(clean_message(plain)) == {"role", "content"}
     parts = clean_message(
         {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}
     )
@@ -83,64 +148,258 @@ def test_clean_message_normalises_tool_calls_and_content() -> None:
 
 # -- SFT files ------------------------------------------------------------------------------
 
+BASH_SCHEMA = [
+    {
+        "type": "function",
+        "function": {
+            "name": "bash",
+            "description": "Run a command.",
+            "parameters": {
+                "type": "object",
+                "properties": {"command": {"type": "string"}},
+                "required": ["command"],
+            },
+        },
+    }
+]
+
+
+def _with_tools(exs: list[Example]) -> list[Example]:
+    out = []
+    for ex in exs:
+        if any(m.get("tool_calls") for m in ex.messages):
+            ex = ex.model_copy(update={"metadata": {**ex.metadata, "tools": BASH_SCHEMA}})
+        out.append(ex)
+    return out
+
 
 @pytest.mark.parametrize("reasoning", ["inline", "field", "strip"])
-def test_sft_lines_have_one_schema(tmp_path: Path, reasoning: str) -> None:
+def test_sft_lines_share_line_level_fields_and_metadata_types(tmp_path: Path, reasoning: str) -> None:
     out = tmp_path / "sft.jsonl"
-    assert export_sft(_examples(), out, reasoning=reasoning) == 9
+    exs = _with_tools(_examples())
+    assert export_sft(exs, out, reasoning=reasoning) == 9
     lines = _lines(out)
-    # every field of every line has the same key set and the same non-null JSON type
-    msg_schemas = {
-        tuple((k, type(v).__name__) for k, v in m.items()) for line in lines for m in line["messages"]
-    }
-    assert len(msg_schemas) == 1, msg_schemas
+    # every line: messages, metadata, tools; metadata with the same keys and JSON types
+    assert {tuple(line) for line in lines} == {("messages", "metadata", "tools")}
     meta_schemas = {tuple((k, type(v).__name__) for k, v in line["metadata"].items()) for line in lines}
     assert len(meta_schemas) == 1, meta_schemas
-    assert lines[0]["metadata"] == {
+    first = next(
+        line
+        for line in lines
+        if line["metadata"]["sample_index"] == 0 and line["metadata"]["instance_id"] == "task_001"
+    )
+    assert first["metadata"] == {
         "instance_id": "task_001",
+        "run_id": "",
+        "rollout_id": "",
         "sample_index": 0,
         "attempt": 1,
+        "model_name": "",
         "reward": 1.0,
+        "success": True,
+        "resolved": True,
         "speedup": 1.5,
         "has_speedup": True,
-        "success": True,
-        "model_calls": 3,
         "exit_status": "Submitted",
+        "model_calls": 3,
         "assistant_steps": 3,
+        "prompt_tokens": 600,
+        "completion_tokens": 30,
     }
-    assert lines[1]["metadata"]["speedup"] == 0.0 and lines[1]["metadata"]["has_speedup"] is False
-    tool_line = lines[1]["messages"]
-    assert json.loads(tool_line[2]["tool_calls"])[0]["function"]["arguments"] == '{"command": "cat calc.py"}'
-    assert tool_line[3]["tool_call_id"] == "call_1"
+    assert first["tools"] is None
+    tool_line = next(line for line in lines if line["tools"] is not None)
+    assert json.loads(tool_line["tools"]) == BASH_SCHEMA
+    assert tool_line["metadata"]["speedup"] == 0.0 and tool_line["metadata"]["has_speedup"] is False
+    call = tool_line["messages"][2]["tool_calls"][0]
+    assert call["function"]["arguments"] == {"command": "cat calc.py"}
+    assert tool_line["messages"][3] == {
+        "role": "tool",
+        "content": "<returncode>1</returncode>\n<output>\nboom\n</output>",
+        "tool_call_id": "call_1",
+    }
 
 
-def test_sft_loads_with_hugging_face_datasets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sft_tools_from_the_file_when_the_example_has_none(tmp_path: Path) -> None:
+    """Defect: no tools column; the schema the model was offered was in no file."""
+    out = tmp_path / "sft.jsonl"
+    report = SftReport()
+    export_sft(_examples(), out, file_metadata={"tools": BASH_SCHEMA, "model_name": "m/x"}, report=report)
+    lines = _lines(out)
+    tool_lines = [line for line in lines if any("tool_calls" in m for m in line["messages"])]
+    assert tool_lines and all(json.loads(line["tools"]) == BASH_SCHEMA for line in tool_lines)
+    assert all(line["tools"] is None for line in lines if line not in tool_lines)
+    assert {line["metadata"]["model_name"] for line in lines} == {"m/x"}
+    assert report.tools_missing == 0
+    report = SftReport()
+    export_sft(_examples(), out, report=report)
+    assert report.tools_missing == 3  # said, not invented
+
+
+def _error_examples() -> list[Example]:
+    base = _examples()[0]
+    sys_user = base.messages[:2]
+    return [
+        base.model_copy(
+            update={"exit_status": "ModelError", "messages": sys_user, "model_calls": 1, "instance_id": "e1"}
+        ),
+        base.model_copy(
+            update={"exit_status": "SandboxError", "messages": [], "model_calls": 0, "instance_id": "e2"}
+        ),
+        base.model_copy(update={"exit_status": "Error", "instance_id": "e3"}),
+        base.model_copy(update={"exit_status": "Submitted", "messages": sys_user, "instance_id": "e4"}),
+        base.model_copy(
+            update={"exit_status": "LimitsExceeded", "reward": 0.0, "success": False, "instance_id": "ok1"}
+        ),
+        base.model_copy(update={"exit_status": "ContextLengthExceeded", "instance_id": "ok2"}),
+        base.model_copy(update={"exit_status": "TimeExceeded", "instance_id": "ok3"}),
+        base.model_copy(update={"exit_status": "RepeatedFormatError", "instance_id": "ok4"}),
+    ]
+
+
+def test_sft_leaves_out_failures_and_empty_conversations_by_default(tmp_path: Path) -> None:
+    """Defect: examples with no assistant turn (a ModelError on the first call) and with
+    messages: [] were exported, and TRL's assistant_only_loss then aborts."""
+    out = tmp_path / "sft.jsonl"
+    report = SftReport()
+    assert export_sft(_error_examples(), out, report=report) == 4
+    assert [line["metadata"]["instance_id"] for line in _lines(out)] == ["ok1", "ok2", "ok3", "ok4"]
+    assert report.left_out == {"ModelError": 1, "SandboxError": 1, "Error": 1, "no assistant turn": 1}
+    assert report.offered == 8 and report.written == 4
+    assert report.describe_left_out() == (
+        "left out 4 examples (1 Error, 1 ModelError, 1 SandboxError, 1 no assistant turn); "
+        "--include-errors keeps them"
+    )
+    preview = preview_sft(_error_examples())
+    assert (preview.written, preview.left_out) == (4, report.left_out)
+    # what the dialog's toggle does, the core does
+    assert preview_sft(_error_examples(), include_errors=True).written == 8
+    report = SftReport()
+    assert export_sft(_error_examples(), out, include_errors=True, report=report) == 8
+    assert report.left_out == {}
+    assert [line["metadata"]["model_calls"] for line in _lines(out)][:2] == [1, 0]
+
+
+def test_sft_metadata_resolved_ids_patch_and_meta_file(tmp_path: Path) -> None:
+    """Defect: metadata lacked the patch, a resolved flag, model, run and rollout ids."""
+    base = _examples()[0]
+    perf = base.model_copy(
+        update={
+            "success": False,
+            "reward": 0.0,
+            "speedup": 1.01,
+            "evaluation_info": {"status": "correct_no_speedup"},
+            "metadata": {"run_id": "run-1", "rollout_id": "r-7", "model_name": "Qwen/Qwen3-8B"},
+        }
+    )
+    out = tmp_path / "sft.jsonl"
+    export_sft([perf], out, with_patch=True, meta={"input": "in.json", "criteria": {"min_reward": 0.0}})
+    md = _lines(out)[0]["metadata"]
+    assert (md["resolved"], md["success"]) == (True, False)
+    assert (md["run_id"], md["rollout_id"], md["model_name"]) == ("run-1", "r-7", "Qwen/Qwen3-8B")
+    assert md["git_diff"] == base.git_diff and md["git_diff"].startswith("diff --git")
+    meta = json.loads((tmp_path / "sft.jsonl.meta.json").read_text())
+    assert meta["input"] == "in.json" and meta["criteria"] == {"min_reward": 0.0}
+    assert meta["with_patch"] is True and meta["reasoning"] == "inline" and meta["tool_arguments"] == "object"
+    assert meta["counts"]["written"] == 1 and meta["counts"]["left_out"] == {}
+    assert meta["output"] == "sft.jsonl" and meta["format"] == "agentdata-tui-sft"
+    export_sft([perf], out)
+    assert "git_diff" not in _lines(out)[0]["metadata"]
+
+
+def test_sft_system_prompt_replaced_or_removed(tmp_path: Path) -> None:
+    ex = _examples()[0]
+    out = tmp_path / "sft.jsonl"
+    export_sft([ex], out, system_prompt="You are the inference prompt.")
+    msgs = _lines(out)[0]["messages"]
+    assert msgs[0] == {"role": "system", "content": "You are the inference prompt."}
+    assert len(msgs) == len(ex.messages)
+    export_sft([ex], out, system_prompt=False)
+    msgs = _lines(out)[0]["messages"]
+    assert msgs[0]["role"] == "user" and len(msgs) == len(ex.messages) - 1
+    no_system = ex.model_copy(update={"messages": ex.messages[1:]})
+    export_sft([no_system], out, system_prompt="S")
+    assert _lines(out)[0]["messages"][0] == {"role": "system", "content": "S"}
+    meta = json.loads((tmp_path / "sft.jsonl.meta.json").read_text())
+    assert meta["system_prompt"]["mode"] == "replaced" and len(meta["system_prompt"]["sha256"]) == 64
+
+
+def _load(path: Path | list[Path], tmp_path: Path, **kw):
+    import datasets
+
+    files = [str(p) for p in path] if isinstance(path, list) else str(path)
+    return datasets.load_dataset(
+        "json", data_files=files, split="train", cache_dir=str(tmp_path / "cache"), **kw
+    )
+
+
+@pytest.fixture
+def hf_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf" / "datasets"))
-    import datasets
 
-    # Text-mode lines first, tool-call lines later: with a tiny chunk size Arrow infers the
-    # schema from chunks holding only one kind, the case where null-vs-list mixtures break.
+
+def test_sft_loads_with_hugging_face_datasets(
+    tmp_path: Path, hf_offline: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Text-only lines first, tool-call lines beyond datasets' first block: the mixture that
+    made Arrow fail. (Scaled down: a 2 KB block instead of 10 MB, on both sides.) The first
+    tool-call line is moved to the top, so datasets sees both shapes in its first block; every
+    message comes back exactly as written."""
+    monkeypatch.setattr(export_module, "DATASETS_FIRST_BLOCK", 2048)
     raw = seed_examples()
-    ordered = [e for e in raw if "tool_calls" not in json.dumps(e)] * 20 + [
-        e for e in raw if "tool_calls" in json.dumps(e)
-    ] * 20
-    exs = [Example.model_validate(e) for e in ordered]
+    text = [e for e in raw if "tool_calls" not in json.dumps(e)]
+    tool = [e for e in raw if "tool_calls" in json.dumps(e)]
+    ordered = [Example.model_validate(e) for e in text * 20 + tool * 20]
+    ordered = _with_tools(ordered)
     for reasoning in ("inline", "field", "strip"):
         out = tmp_path / f"sft-{reasoning}.jsonl"
-        n = export_sft(exs, out, reasoning=reasoning)
-        ds = datasets.load_dataset(
-            "json", data_files=str(out), split="train", chunksize=2048, cache_dir=str(tmp_path / "cache")
-        )
+        report = SftReport()
+        n = export_sft(ordered, out, reasoning=reasoning, report=report)
+        assert report.first_line_from == len(text) * 20 + 1
+        written = _lines(out)
+        ds = _load(out, tmp_path, chunksize=2048)
         assert ds.num_rows == n == len(ordered)
-        row = ds[n - 1]
-        assert json.loads(row["messages"][2]["tool_calls"])[0]["function"]["name"] == "bash"
-        assert row["metadata"]["has_speedup"] is False and ds[0]["metadata"]["speedup"] == 1.5
-        assert row["metadata"]["instance_id"] == ordered[-1]["instance_id"]
-        assert ds[0]["messages"][2]["tool_calls"] == ""
-        if reasoning == "field":
-            assert "reasoning_content" in ds.features["messages"].feature
+        for i in (0, 1, n - 1):
+            assert ds[i]["messages"] == written[i]["messages"]
+            assert ds[i]["tools"] == written[i]["tools"]
+            assert ds[i]["metadata"] == written[i]["metadata"]
+        assert json.loads(ds[0]["tools"]) == BASH_SCHEMA and ds[1]["tools"] is None
+    # a field export and an inline export load together (the same line-level fields)
+    both = _load([tmp_path / "sft-field.jsonl", tmp_path / "sft-inline.jsonl"], tmp_path)
+    assert both.num_rows == 2 * len(ordered)
+    # a mixed file whose first block has a tool-call line is left in order
+    monkeypatch.setattr(export_module, "DATASETS_FIRST_BLOCK", 10 << 20)
+    report = SftReport()
+    export_sft(ordered, tmp_path / "m.jsonl", report=report)
+    assert report.first_line_from is None
+    assert _lines(tmp_path / "m.jsonl")[0]["messages"] == _lines(tmp_path / "sft-inline.jsonl")[1]["messages"]
+    assert _load(tmp_path / "m.jsonl", tmp_path).num_rows == len(ordered)
+    # text-only files need no reordering
+    report = SftReport()
+    export_sft(
+        [Example.model_validate(e) for e in text], tmp_path / "t.jsonl", reasoning="strip", report=report
+    )
+    assert report.first_line_from is None
+    assert _load(tmp_path / "t.jsonl", tmp_path).num_rows == len(text)
+
+
+def test_sft_features_load_any_set_of_files(tmp_path: Path, hf_offline: None) -> None:
+    """Several files at once (the first text-only): the documented features load them."""
+    from datasets import Features, Json, List, Value
+
+    raw = seed_examples()
+    text = [Example.model_validate(e) for e in raw if "tool_calls" not in json.dumps(e)]
+    tool = _with_tools([Example.model_validate(e) for e in raw if "tool_calls" in json.dumps(e)])
+    export_sft(text, tmp_path / "a.jsonl")
+    export_sft(tool, tmp_path / "b.jsonl")
+    features = Features({"messages": List(Json()), "metadata": Json(), "tools": Value("string")})
+    ns: dict = {}
+    exec(SFT_FEATURES_CODE, ns)  # the code README and .meta.json give is this code
+    assert ns["features"] == features
+    ds = _load([tmp_path / "a.jsonl", tmp_path / "b.jsonl"], tmp_path, features=features)
+    assert ds.num_rows == len(text) + len(tool)
+    assert ds[len(text)]["messages"] == _lines(tmp_path / "b.jsonl")[0]["messages"]
 
 
 def test_max_per_task_is_a_seeded_choice_in_input_order(tmp_path: Path) -> None:

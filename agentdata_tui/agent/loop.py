@@ -225,10 +225,11 @@ class Agent:
             raise TimeExceeded()
 
     def _query(self) -> ModelResponse:
+        # A call counts when it is made: a request that failed (ModelError) was still made.
+        self.model_calls += 1
         response = self.model.query(
             self.messages, tools=[BASH_TOOL] if self.tool_mode else None, context=self.context
         )
-        self.model_calls += 1
         model_cfg = self.config.model
         self.cost += (response.prompt_tokens or 0) * model_cfg.input_cost_per_token + (
             response.completion_tokens or 0

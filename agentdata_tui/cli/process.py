@@ -165,25 +165,76 @@ def cmd_filter(args: argparse.Namespace) -> int:
     return 0
 
 
+def _system_prompt_arg(value: str | None) -> str | bool | None:
+    """``--system-prompt FILE|none``: None (as recorded), False (removed) or the file's text."""
+    if value is None:
+        return None
+    if value.strip().lower() == "none":
+        return False
+    from pathlib import Path
+
+    from agentdata_tui.errors import UserError
+
+    path = Path(value)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(
+            "--system-prompt: no such file (use 'none' to remove the system message)", where=value
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"--system-prompt: cannot read it ({exc})", where=value) from None
+    if not text.strip():
+        raise UserError(
+            "--system-prompt: the file is empty (use 'none' to remove the system message)", where=value
+        )
+    return text
+
+
 def cmd_export_sft(args: argparse.Namespace) -> int:
     _tune_gc()
-    from agentdata_tui.processing.export import export_sft
+    from agentdata_tui.processing.export import SftReport, export_sft, meta_path
     from agentdata_tui.processing.select import Counter, select
     from agentdata_tui.reader import open_input
 
+    system_prompt = _system_prompt_arg(args.system_prompt)
     criteria = _criteria(args)
-    counted = Counter(open_input(args.input, all_attempts=args.all_attempts))
+    src = open_input(args.input, all_attempts=args.all_attempts)
+    counted = Counter(src)
     progress = _Progress("export_sft")
+    report = SftReport()
+    meta: dict[str, Any] = {
+        "command": "export_sft",
+        "input": str(args.input),
+        "criteria": criteria.describe(),
+    }
+    if isinstance(system_prompt, str):
+        meta["system_prompt_file"] = str(args.system_prompt)
     written = export_sft(
         select(counted, criteria),
         args.output,
         reasoning=args.reasoning,
+        tool_arguments=args.tool_arguments,
+        include_errors=args.include_errors,
+        with_patch=args.with_patch,
+        system_prompt=system_prompt,
+        file_metadata=src.metadata,
         max_per_task=args.max_per_task,
         seed=args.seed,
         progress=progress,
+        report=report,
+        meta=meta,
     )
     progress.done()
     print(f"export_sft: wrote {written:,} of {counted.count:,} examples -> {args.output}", file=sys.stderr)
+    if report.left_out:
+        print(f"export_sft: {report.describe_left_out()}", file=sys.stderr)
+    if report.tools_missing:
+        print(
+            f"export_sft: {report.tools_missing:,} tool-call examples have no recorded tool schema (tools: null)",
+            file=sys.stderr,
+        )
+    print(f"export_sft: criteria and counts -> {meta_path(args.output)}", file=sys.stderr)
     return 0
 
 
@@ -318,20 +369,27 @@ def register(add: AddFn) -> None:
 
     p = add(
         "export_sft",
-        help="export SFT JSONL (messages + metadata per line)",
+        help="export SFT JSONL (messages + metadata per line) that TRL takes unchanged",
         description=_wrap(
-            "Write one JSON line per example: {'messages': [...], 'metadata': {instance_id, reward, "
-            "speedup, has_speedup, model_calls, success, exit_status, sample_index, attempt, ...}}. "
-            "Messages are clean (role, content, tool_calls, tool_call_id) with the same keys and non-null "
-            "types on every line, so Hugging Face datasets loads any mix of runs: 'none' is the empty "
-            "string, tool_calls is the OpenAI list as a JSON string (json.loads it for a chat template), "
-            "and speedup is 0.0 with has_speedup false where no benchmark ran."
+            "Write one JSON line per example: {'messages': [...], 'metadata': {...}, 'tools': ...}, what "
+            "TRL's SFTTrainer and the Hugging Face chat templates take unchanged. Messages carry role and "
+            "content, plus tool_calls (a list of {id, type, function: {name, arguments}}, arguments an "
+            "object) on assistant messages that called tools and tool_call_id on tool messages; no empty "
+            "placeholder keys. 'tools' is the tool schema the model was offered, as a JSON string (TRL "
+            "json.loads it), on tool-call examples, null otherwise. Metadata has the same keys and types on "
+            "every line: instance_id, run_id, rollout_id, sample_index, attempt, model_name, reward, "
+            "success, resolved, speedup (0.0 with has_speedup false where no benchmark ran), exit_status, "
+            "model_calls, assistant_steps, prompt_tokens, completion_tokens (and git_diff with "
+            "--with-patch). Examples with no assistant turn or an infrastructure failure (ModelError, "
+            "SandboxError, Error) are left out, and counted, unless --include-errors. The criteria and "
+            "counts go to <output>.meta.json."
         ),
         epilog=(
             "examples:\n"
             "  agentdata-tui export_sft --input training_data.json --output sft.jsonl --min-reward 0.5\n"
             "  agentdata-tui export_sft --input run.run/ --output sft.jsonl --successful-only \\\n"
-            "      --max-per-task 2 --seed 7 --reasoning field"
+            "      --max-per-task 2 --seed 7 --reasoning field --with-patch\n"
+            "  agentdata-tui export_sft --input run.run/ --output sft.jsonl --system-prompt none"
         ),
     )
     p.add_argument("--input", required=True, metavar="F", help=INPUT_HELP)
@@ -352,9 +410,32 @@ def register(add: AddFn) -> None:
         choices=("inline", "field", "strip"),
         default="inline",
         help=(
-            "where the model's reasoning goes: 'inline' (default) as <think>...</think> at the start of "
-            "the assistant content, 'field' in reasoning_content, 'strip' removed"
+            "where assistant reasoning goes: 'inline' (default) as <think>...</think> at the start of "
+            "the content, 'field' in reasoning_content, 'strip' removed (an unclosed <think>, a reply cut "
+            "at max_tokens, is reasoning to its end)"
         ),
+    )
+    p.add_argument(
+        "--tool-arguments",
+        choices=("object", "string"),
+        default="object",
+        help=(
+            "tool-call arguments as a JSON object (default: what the Hugging Face chat templates expect) "
+            "or as a JSON string (the OpenAI API convention)"
+        ),
+    )
+    p.add_argument(
+        "--include-errors",
+        action="store_true",
+        help="keep examples with no assistant turn or an infrastructure failure (ModelError, SandboxError, Error)",
+    )
+    p.add_argument(
+        "--with-patch", action="store_true", help="add the example's git_diff to each line's metadata"
+    )
+    p.add_argument(
+        "--system-prompt",
+        metavar="FILE|none",
+        help="replace the system message with FILE's text, or remove it with 'none' (default: as recorded)",
     )
     p.set_defaults(func=cmd_export_sft)
 

@@ -8,6 +8,8 @@ import re
 from typing import Any
 
 THINK_RE = re.compile(r"\A\s*<think>(.*?)</think>\s*", re.DOTALL)
+# A reply cut at max_tokens inside its reasoning: ``<think>`` opened, never closed.
+UNCLOSED_THINK_RE = re.compile(r"\A\s*<think>(?!.*</think>)(.*)\Z", re.DOTALL)
 ACTION_RE = re.compile(r"```(?:bash|sh|mswea_bash_command)[ \t]*\n(.*?)\n```", re.DOTALL)
 RETURNCODE_RE = re.compile(r"<returncode>\s*(-?\d+)\s*</returncode>")
 
@@ -50,3 +52,28 @@ def split_think(content: str) -> tuple[str | None, str]:
     if m is None:
         return None, content
     return m.group(1).strip(), content[m.end() :]
+
+
+def split_reasoning(content: str) -> tuple[str | None, str]:
+    """Like :func:`split_think`, but an unclosed leading ``<think>`` (a reply cut at
+    ``max_tokens`` while reasoning) is reasoning to the end: ``(reasoning, "")``."""
+    reasoning, rest = split_think(content)
+    if reasoning is not None:
+        return reasoning, rest
+    m = UNCLOSED_THINK_RE.match(content)
+    if m is None:
+        return None, content
+    return m.group(1).strip(), ""
+
+
+def parse_arguments(arguments: Any) -> Any:
+    """Tool-call arguments as an object: a JSON string decoded once (an object stays as it is).
+    A string that is not JSON stays a string (it is what the model produced)."""
+    if not isinstance(arguments, str):
+        return arguments if arguments is not None else {}
+    if not arguments.strip():
+        return {}
+    try:
+        return json.loads(arguments)
+    except ValueError:
+        return arguments
