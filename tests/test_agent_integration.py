@@ -104,10 +104,11 @@ def test_context_length_and_dead_server_end_rollouts_with_their_status():
         server.add_faults(("delay", 0), ("context_length",))  # the 2nd call is too long
         result, events, _ = rollout(server, config, inst)
         assert result.exit_status == "ContextLengthExceeded" and "maximum context length" in result.error
-        assert result.model_calls == 1 and len(events) == 1
+        # the refused 2nd call was made: model_calls counts it, steps hold the answered one
+        assert result.model_calls == 2 and len(events) == 1 and len(result.steps) == 1
         assert [m["role"] for m in result.messages] == ["system", "user", "assistant", "user"]
 
         server.add_faults(("delay", 0), ("status", 503), ("status", 503))
         result, _, _ = rollout(server, config, inst)
         assert result.exit_status == "ModelError" and "HTTP 503" in result.error
-        assert result.model_calls == 1
+        assert result.model_calls == 2

@@ -252,8 +252,15 @@ def cmd_export_trajectory(args: argparse.Namespace) -> int:
     )
     counted = Counter(src)
     progress = _Progress("export_trajectory")
+    left_out: dict[str, int] = {}
     written = export_trajectory(
-        select(counted, criteria), args.output, fmt=args.format, metadata=metadata, progress=progress
+        select(counted, criteria),
+        args.output,
+        fmt=args.format,
+        metadata=metadata,
+        progress=progress,
+        tokens=_token_lookup(args.input) if args.format == "atif" else None,
+        left_out=left_out,
     )
     progress.done()
     what = "trajectory files" if args.format == "mini-swe-agent" else "trajectories"
@@ -261,7 +268,14 @@ def cmd_export_trajectory(args: argparse.Namespace) -> int:
         f"export_trajectory: wrote {written:,} {what} of {counted.count:,} examples -> {args.output}",
         file=sys.stderr,
     )
+    for reason, n in left_out.items():
+        print(f"export_trajectory: left out {n:,} examples ({reason})", file=sys.stderr)
     return 0
+
+
+def _token_lookup(path: str) -> Any:
+    """Captured token ids of a run (``X.run/tokens.jsonl``), when the input is a run."""
+    return None
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
@@ -447,12 +461,15 @@ def register(add: AddFn) -> None:
             "[{thought, action, observation, returncode}], git_diff, reward, speedup, success, "
             "exit_status}]} for behaviour cloning and next-action prediction; or, with --format "
             "mini-swe-agent, one <instance_id>[__s<sample>].traj.json file per example in "
-            "mini-swe-agent 2.x's schema (its inspector opens them) in the --output folder."
+            "mini-swe-agent 2.x's schema (its inspector opens them) in the --output folder; or, with "
+            "--format atif, JSONL with one Harbor ATIF-v1.8 trajectory per line (steps with message, "
+            "reasoning, tool calls, observations and per-step metrics; reward and ids under extra)."
         ),
         epilog=(
             "examples:\n"
             "  agentdata-tui export_trajectory --input training_data.json --output traj.json --min-reward 0.5\n"
-            "  agentdata-tui export_trajectory --input training_data.json --output trajs/ --format mini-swe-agent"
+            "  agentdata-tui export_trajectory --input training_data.json --output trajs/ --format mini-swe-agent\n"
+            "  agentdata-tui export_trajectory --input run.run/ --output atif.jsonl --format atif"
         ),
     )
     p.add_argument("--input", required=True, metavar="F", help=INPUT_HELP)
@@ -466,9 +483,12 @@ def register(add: AddFn) -> None:
     _add_selection_flags(p)
     p.add_argument(
         "--format",
-        choices=("json", "mini-swe-agent"),
+        choices=("json", "mini-swe-agent", "atif"),
         default="json",
-        help="'json' (default): one trajectory file; 'mini-swe-agent': a folder of .traj.json files",
+        help=(
+            "'json' (default): one trajectory file; 'mini-swe-agent': a folder of .traj.json files; "
+            "'atif': JSONL, one Harbor Agent Trajectory Interchange Format (ATIF-v1.8) document per line"
+        ),
     )
     p.set_defaults(func=cmd_export_trajectory)
 

@@ -22,7 +22,7 @@ from agentdata_tui.processing.select import ProgressFn
 from agentdata_tui.records import Example, SummaryBuilder
 from agentdata_tui.writer import dumps
 
-TRAJECTORY_FORMATS: tuple[str, ...] = ("json", "mini-swe-agent")
+TRAJECTORY_FORMATS: tuple[str, ...] = ("json", "mini-swe-agent", "atif")
 MINI_TRAJECTORY_FORMAT = "mini-swe-agent-1.1"
 
 ExamplesArg = Iterable[Example] | Callable[[], Iterable[Example]]
@@ -118,11 +118,26 @@ def export_trajectory(
     fmt: str = "json",
     metadata: dict[str, Any] | None = None,
     progress: ProgressFn | None = None,
+    tokens: Any = None,
+    left_out: dict[str, int] | None = None,
 ) -> int:
     """``fmt="json"``: one file ``{"metadata", "trajectories": [...], "summary"}``, one trajectory
-    per line; ``fmt="mini-swe-agent"``: a folder of ``.traj.json`` files. Returns how many."""
+    per line; ``fmt="mini-swe-agent"``: a folder of ``.traj.json`` files; ``fmt="atif"``: JSONL,
+    one Harbor ATIF document per line (:mod:`.atif`; ``tokens`` looks up captured token ids,
+    ``left_out`` counts examples it cannot represent). Returns how many."""
     if fmt == "mini-swe-agent":
         return _export_mini(_iterate(examples), Path(output), metadata or {}, progress)
+    if fmt == "atif":
+        from agentdata_tui.processing.atif import export_atif
+
+        return export_atif(
+            _iterate(examples),
+            output,
+            file_metadata=metadata,
+            tokens=tokens,
+            progress=progress,
+            left_out=left_out,
+        )
     if fmt != "json":
         raise UserError(f"--format must be one of {', '.join(TRAJECTORY_FORMATS)}, got '{fmt}'")
     count = 0
