@@ -24,7 +24,7 @@ from agentdata_tui.processing.export import (
     write_filtered,
 )
 from agentdata_tui.reader import open_input
-from agentdata_tui.records import Example, with_ids
+from agentdata_tui.records import Example, derived_rollout_id, with_ids
 
 SAMPLES = Path(__file__).parent / "data" / "mini-swe-agent"
 
@@ -190,8 +190,9 @@ def test_sft_lines_share_line_level_fields_and_metadata_types(tmp_path: Path, re
     )
     assert first["metadata"] == {
         "instance_id": "task_001",
-        "run_id": "",
-        "rollout_id": "",
+        # no ids recorded and not read through a reader: the record layer's derived ids
+        "run_id": "unknown",
+        "rollout_id": derived_rollout_id("unknown", "task_001", 0, 1),
         "sample_index": 0,
         "attempt": 1,
         "model_name": "",

@@ -50,7 +50,7 @@ from agentdata_tui.processing.trajectory import (
     trajectory_record,
     trajectory_steps,
 )
-from agentdata_tui.records import Example, SummaryBuilder
+from agentdata_tui.records import Example, SummaryBuilder, example_ids
 from agentdata_tui.writer import TrainingDataWriter
 
 Reasoning = Literal["inline", "field", "strip"]
@@ -265,16 +265,6 @@ def clean_message(
         if isinstance(name, str) and name:
             out["name"] = name
     return out
-
-
-def example_ids(ex: Example) -> tuple[str, str]:
-    """``(run_id, rollout_id)`` of an example.
-
-    Fallback until the record layer's identity function lands: the ids the runner records in
-    ``metadata``; "" where an older record or an imported trajectory has none.
-    """
-    md = ex.metadata
-    return str(md.get("run_id") or ""), str(md.get("rollout_id") or "")
 
 
 def is_resolved(ex: Example) -> bool:
