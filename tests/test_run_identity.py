@@ -67,6 +67,17 @@ def test_run_folder_reads_like_its_final_json(retried_run: Path, capsys, tmp_pat
     ]
     sft = tmp_path / "all.jsonl"
     run_cli(capsys, "export_sft", "--input", str(run_dir), "--output", str(sft), "--all-attempts")
+    assert len(sft.read_text().splitlines()) == 3  # the ModelError attempt is left out by default (issue 11)
+    run_cli(
+        capsys,
+        "export_sft",
+        "--input",
+        str(run_dir),
+        "--output",
+        str(sft),
+        "--all-attempts",
+        "--include-errors",
+    )
     assert len(sft.read_text().splitlines()) == 4
     code, out, _ = run_cli(capsys, "show_example", "--input", str(run_dir), "--index", "3", "--all-attempts")
     assert code == 0
