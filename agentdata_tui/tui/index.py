@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agentdata_tui.processing.select import Criteria
 from agentdata_tui.reader import ExampleSource, RawItem, open_input, read_example_at
 from agentdata_tui.records import Example, with_ids
 
@@ -139,6 +140,22 @@ class RowFilter:
     @property
     def active(self) -> bool:
         return self.min_reward is not None or self.successful_only or bool(self.text)
+
+    def criteria(self) -> Criteria:
+        """The same conditions as the processing commands' selection (what exports record)."""
+        return Criteria(
+            min_reward=self.min_reward, successful_only=self.successful_only, text=self.text or None
+        )
+
+    def describe(self) -> str:
+        parts = []
+        if self.min_reward is not None:
+            parts.append(f"reward ≥ {self.min_reward:g}")
+        if self.successful_only:
+            parts.append("successful only")
+        if self.text:
+            parts.append(f"text '{self.text}'")
+        return " · ".join(parts) if parts else "none (every example)"
 
 
 SORT_KEYS: dict[str, Callable[[Row], Any]] = {

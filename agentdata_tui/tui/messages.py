@@ -90,3 +90,12 @@ class PreflightDone(Message):
 
 class RunStarted(Message):
     """The run launched from the form wrote its ``run_started`` event: it is under way."""
+
+
+class PreviewReady(Message):
+    """What the SFT export would leave out of the examples shown (an ``SftReport``)."""
+
+    def __init__(self, report: Any, error: str | None = None) -> None:
+        super().__init__()
+        self.report = report
+        self.error = error

@@ -164,6 +164,23 @@ def launch() -> Built:
     ), ready
 
 
+def _frozen(build: Callable[[], Built]) -> Callable[[], Built]:
+    """The screen's inputs without a blinking cursor (a blink caught mid-way is a flaky snapshot)."""
+
+    def wrapped() -> Built:
+        app, ready = build()
+
+        async def run_before(pilot: Pilot) -> None:
+            await ready(pilot)
+            for box in pilot.app.screen.query(Input):
+                box.cursor_blink = False
+            await pilot.pause()
+
+        return app, run_before
+
+    return wrapped
+
+
 SCREENS: dict[str, Callable[[], Built]] = {
     "launch": launch,
     "dashboard": dashboard,
@@ -177,3 +194,4 @@ SCREENS: dict[str, Callable[[], Built]] = {
     "compare": lambda: _compare("1"),
     "compare_interdiff": lambda: _compare("3"),
 }
+SCREENS = {name: _frozen(build) for name, build in SCREENS.items()}

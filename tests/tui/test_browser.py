@@ -106,24 +106,122 @@ async def test_export_writes_exactly_the_filtered_examples(tmp_path: Path) -> No
     assert json.loads(out.read_text())["summary"]["total_examples"] == 3
 
 
+def _with_errors(path: Path) -> Path:
+    """12 examples, two of which the SFT export leaves out by default (a ModelError, no assistant turn)."""
+    from agentdata_tui.writer import write_training_data
+
+    exs = examples(12)
+    exs[2].exit_status, exs[2].error = "ModelError", "the model server answered 500"
+    exs[4].messages = [m for m in exs[4].messages if m["role"] != "assistant"]
+    write_training_data(path, exs, {"model_name": "test-model"})
+    return path
+
+
 @run_async
-async def test_export_sft_with_dialog_criteria(tmp_path: Path) -> None:
-    path = write_file(tmp_path / "data.json", n=12)
-    out = tmp_path / "sft.jsonl"
+async def test_filter_and_export_are_one_selection(tmp_path: Path) -> None:
+    """The dialog exports what the browser shows, less what export_sft leaves out by default;
+    it says both counts before starting, the toggle includes them, and the file equals the
+    CLI's export with the same criteria (its .meta.json recording them)."""
+    import subprocess
+    import sys
+
+    path = _with_errors(tmp_path / "data.json")
+    out = tmp_path / "tui.sft.jsonl"
     app = make_app("browse", path=path, clock=CLOCK)
-    async with app.run_test(size=(120, 40)) as pilot:
+    async with app.run_test(size=(80, 24)) as pilot:
         await index_done(pilot)
+        screen = app.screen
+        screen.query_one("#min-reward", Input).value = "0.5"
+        await pilot.pause()
+        shown = len(screen.view)
+        assert shown == sum(1 for ex in examples(12) if ex.reward >= 0.5) == 8
+        screen.query_one("#examples").focus()
+        await pilot.press("e")
+        await wait_until(pilot, lambda: isinstance(app.screen, ExportScreen), what="the export dialog")
+        dialog = app.screen
+        assert "8 example(s)" in str(dialog.query_one("#export-title").render())
+        assert "reward ≥ 0.5" in str(dialog.query_one("#export-filter").render())
+        await wait_until(pilot, lambda: dialog.preview is not None, what="the counts")
+        counts = str(dialog.query_one("#export-counts").render())
+        # examples 2 (ModelError) and 4 (no assistant turn) both have reward 1.0: shown, left out
+        assert (
+            "8 shown by the filter" in counts and "2 left out by default" in counts and "6 to write" in counts
+        )
+        assert not dialog.query("#min-reward")  # no filters of its own
+        # the buttons are on screen at 80x24
+        for button in ("#export", "#cancel"):
+            region = dialog.query_one(button).region
+            assert region.height and region.bottom <= 24, (button, region)
+        dialog.query_one("#output", Input).value = str(out)
+        await pilot.click("#export")
+        await app.workers.wait_for_complete()
+        await wait_until(pilot, lambda: not isinstance(app.screen, ExportScreen), what="the export to finish")
+        assert dialog.written == 6
+        toast = next(n.message for n in app._notifications if "Exported" in n.message)
+        assert "Exported 6 of the 8 example(s) shown" in toast and "2 left out" in toast
+        # the include toggle
         await pilot.press("e")
         await wait_until(pilot, lambda: isinstance(app.screen, ExportScreen))
         dialog = app.screen
-        dialog.query_one("#output", Input).value = str(out)
-        dialog.query_one("#min-reward", Input).value = "1"
+        dialog.query_one("#include-errors").value = True
+        await wait_until(pilot, lambda: "8 to write" in str(dialog.query_one("#export-counts").render()))
+        assert "2 usually left out included" in str(dialog.query_one("#export-counts").render())
+        dialog.query_one("#output", Input).value = str(tmp_path / "all.sft.jsonl")
         await pilot.click("#export")
         await app.workers.wait_for_complete()
         await wait_until(pilot, lambda: not isinstance(app.screen, ExportScreen))
-    lines = [json.loads(line) for line in out.read_text().splitlines()]
-    assert len(lines) == sum(1 for ex in examples(12) if ex.reward >= 1.0)
-    assert all(line["metadata"]["reward"] >= 1.0 for line in lines)
+    assert (tmp_path / "all.sft.jsonl").read_text().count("\n") == 8
+    cli = tmp_path / "cli.sft.jsonl"
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "agentdata_tui",
+            "export_sft",
+            "--input",
+            str(path),
+            "--output",
+            str(cli),
+            "--min-reward",
+            "0.5",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 0, r.stderr
+    assert out.read_bytes() == cli.read_bytes()  # the same lines as the CLI's export
+    meta = json.loads((tmp_path / "tui.sft.jsonl.meta.json").read_text())
+    cli_meta = json.loads((tmp_path / "cli.sft.jsonl.meta.json").read_text())
+    assert meta["criteria"] == cli_meta["criteria"] == {"min_reward": 0.5}
+    assert meta["counts"] == cli_meta["counts"] and meta["counts"]["left_out"] == {
+        "ModelError": 1,
+        "no assistant turn": 1,
+    }
+    assert meta["shown"] == 8
+
+
+@run_async
+async def test_json_exports_record_their_criteria(tmp_path: Path) -> None:
+    path = write_file(tmp_path / "data.json", n=12)
+    app = make_app("browse", path=path, clock=CLOCK)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await index_done(pilot)
+        app.screen.query_one("#successful", Checkbox).value = True
+        await pilot.pause()
+        for kind, name in (("filtered", "f.json"), ("trajectory", "t.json")):
+            await pilot.press("e")
+            await wait_until(pilot, lambda: isinstance(app.screen, ExportScreen))
+            await pilot.click(f"#kind-{kind}")
+            app.screen.query_one("#output", Input).value = str(tmp_path / name)
+            await pilot.click("#export")
+            await app.workers.wait_for_complete()
+            await wait_until(pilot, lambda: not isinstance(app.screen, ExportScreen))
+    for name in ("f.json", "t.json"):
+        processing = json.loads((tmp_path / name).read_text())["metadata"]["processing"]
+        assert processing[-1]["criteria"] == {"successful_only": True}
+        assert processing[-1]["input"] == str(path)
+        assert processing[-1]["examples"] == sum(ex.success for ex in examples(12))
 
 
 @run_async

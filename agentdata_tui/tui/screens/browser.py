@@ -79,7 +79,7 @@ class BrowserScreen(Screen[None]):
         Binding("t", "statistics", "Statistics", id="statistics"),
         Binding("g", "tasks", "Tasks", id="tasks"),
         Binding("c", "compare", "Compare", id="compare"),
-        Binding("o", "cycle_sort", "Sort", id="sort"),
+        Binding("o", "cycle_sort", "Sort", show=False, id="sort"),  # also: click a column header
         Binding("r", "reverse_sort", "Reverse sort", show=False, id="reverse"),
         Binding("right_square_bracket", "page(1)", "Next page", show=False, key_display="]", id="next-page"),
         Binding(
@@ -508,7 +508,7 @@ class BrowserScreen(Screen[None]):
             self.notify(
                 "Exporting what is indexed so far; the index is not complete yet.", severity="warning"
             )
-        self.app.push_screen(ExportScreen(self.index, list(self.view)))
+        self.app.push_screen(ExportScreen(self.index, list(self.view), self.filter))
 
     def _what(self) -> str:
         names = " + ".join(p.name for p in self.paths)
