@@ -127,8 +127,9 @@ class ModelConfig(_Section):
     extra_body: dict[str, Any] = Field(default_factory=dict)
     extra_headers: dict[str, str] = Field(default_factory=dict)
     max_concurrent_requests: int = Field(0, ge=0)  # 0 = as many as workers
-    request_timeout: float = Field(600, gt=0)
-    max_retries: int = Field(5, ge=0)
+    request_timeout: float = Field(600, gt=0)  # overall deadline of one HTTP call, however it trickles
+    retry_budget_s: float = Field(120, ge=0)  # retries go on until this much time is spent
+    max_retries: int = Field(5, ge=0)  # a cap on retries only when the config sets it
     input_cost_per_token: float = Field(0.0, ge=0)
     output_cost_per_token: float = Field(0.0, ge=0)
 

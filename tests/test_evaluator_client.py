@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -34,6 +35,9 @@ class FakeEvalServer:
                     {"path": self.path, "auth": self.headers.get("Authorization"), "body": body.decode()}
                 )
                 status, text = outer.plan.pop(0) if outer.plan else outer.default
+                if status == 0:  # (0, "SECONDS"): answer normally, that late
+                    time.sleep(float(text))
+                    status, text = outer.default
                 data = text.encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -86,11 +90,39 @@ def test_no_token_no_header(server: FakeEvalServer) -> None:
     assert server.requests[0]["auth"] is None
 
 
-def test_retries_on_5xx_and_429(server: FakeEvalServer) -> None:
-    server.plan = [(503, "busy"), (429, "slow down"), (500, "oops")]
+def test_retries_502_503_504_only(server: FakeEvalServer) -> None:
+    server.plan = [(502, "bad gateway"), (503, "busy"), (504, "gateway timeout")]
     res = _client(server.url).evaluate({"instance_id": "i"}, "p")
     assert res.reward == 0.75
     assert len(server.requests) == 4
+
+
+@pytest.mark.parametrize("status", [500, 429, 408])
+def test_a_500_is_the_evaluations_own_failure_and_not_retried(server: FakeEvalServer, status: int) -> None:
+    """Reproduced on main: "evaluation crashed" (500) was run again and again, 6 times."""
+    server.plan = [(status, '{"error": "evaluation crashed: RuntimeError: boom"}')]
+    with pytest.raises(EvaluationError, match=str(status)):
+        _client(server.url).evaluate({"instance_id": "i"}, "p")
+    assert len(server.requests) == 1
+
+
+def test_the_read_timeout_follows_the_instances_eval_timeout(server: FakeEvalServer) -> None:
+    client = EvalServerClient(server.url, timeout=3600)
+    assert client.timeout_for({"instance_id": "i"}) == 3600  # the server's dataset decides
+    tests_only = {"eval": {"test_command": "t", "timeout": 30}}
+    assert client.timeout_for(tests_only) == 2 * 30 + 60
+    bench = {
+        "eval": {"test_command": "t", "benchmark_command": "b", "warmup": 1, "repeats": 5, "timeout": 10}
+    }
+    assert client.timeout_for(bench) == 2 * 10 * (1 + 12) + 60
+    # For real: an answer later than that is a timeout, retried, then an EvaluationError.
+    client = _client(server.url, retries=1)
+    client.margin_s = 0.2
+    server.plan = [(0, "3"), (0, "3")]
+    inst = {"instance_id": "i", "eval": {"test_command": "t", "timeout": 0.2}}
+    with pytest.raises(EvaluationError, match="unavailable after 2 tries: .*Timeout"):
+        client.evaluate(inst, "p")
+    assert len(server.requests) == 2
 
 
 def test_gives_up_after_retries(server: FakeEvalServer) -> None:

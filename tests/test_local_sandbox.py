@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -141,6 +142,8 @@ def test_empty_folder_without_repo_path() -> None:
 
 
 def test_relative_cwd_and_failing_setup(repo: Path) -> None:
+    (repo / "sub" / "dir").mkdir(parents=True)
+    (repo / "sub" / "dir" / "x.py").write_text("")
     with _sandbox(repo, cwd="sub/dir") as sb:
         assert sb.execute("pwd").output.strip().endswith("repo/sub/dir")
     sb = _sandbox(repo, setup_command="echo broken-setup; exit 7")
@@ -224,3 +227,22 @@ def test_sweep_removes_what_killed_runs_left(tmp_path: Path) -> None:
         if straggler.poll() is None:
             straggler.kill()
     assert not orphan.exists() and mine.exists() and other.exists()
+
+
+@pytest.mark.parametrize("cwd", ["/testbed", "no/such/dir", "../outside"])
+def test_a_cwd_missing_from_the_sandbox_is_a_sandbox_error(repo: Path, cwd: str) -> None:
+    """Reproduced on main: cwd /testbed (mini-swe-agent's swebench.yaml) ran commands at the repo
+    root instead, and an evaluation's tests ran 600 s until their timeout."""
+    sb = _sandbox(repo, cwd=cwd)
+    with pytest.raises(SandboxError, match=f"cwd '{re.escape(cwd)}'") as err:
+        sb.start()
+    assert "\n" not in str(err.value) and sb.root is None
+    # The evaluator reports it as a sandbox failure, not as a reward.
+    from agentdata_tui.evaluation import BuiltinEvaluator
+
+    inst = {"instance_id": "t", "problem_statement": "p", "cwd": cwd, "eval": {"test_command": "true"}}
+    ev = BuiltinEvaluator(
+        lambda i: LocalSandbox(i, EnvironmentConfig(), context=SandboxContext(repo_dir=repo))
+    )
+    with pytest.raises(SandboxError, match="evaluation sandbox: cwd"):
+        ev.evaluate(inst, "--- /dev/null\n+++ b/n.txt\n@@ -0,0 +1 @@\n+x\n")

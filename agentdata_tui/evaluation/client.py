@@ -1,8 +1,15 @@
 """Client of an eval server (DESIGN §4): ``POST /evaluate``, ``GET /health``, Bearer token.
 
-Transient failures (connection refused, timeouts, 429, 5xx) are retried with exponential
-backoff and jitter. When the server stays down, :class:`EvaluationError` is raised: the
-runner records the example with that error and reward 0, and the run goes on.
+Transient failures — connection errors, timeouts, 502/503/504 (a proxy or a busy server;
+503 comes with ``Retry-After``) — are retried with exponential backoff and jitter. A 500 is
+the evaluation's own failure ("evaluation crashed"): retrying would run it again for nothing,
+so it is recorded at once, like any other 4xx/5xx. When the server stays down,
+:class:`EvaluationError` is raised: the runner records the example with that error and reward
+0, and the run goes on.
+
+The read timeout follows the instance: ``eval.timeout`` bounds each command the evaluation
+runs (the tests, each benchmark run), so the answer is due within that many commands' time,
+plus the same again for an evaluation queued ahead on a busy server, plus a minute.
 """
 
 from __future__ import annotations
@@ -18,7 +25,8 @@ import requests
 from agentdata_tui.errors import UserError
 from agentdata_tui.interfaces import EvalResult
 
-RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}
+RETRY_STATUS = {502, 503, 504}
+TIMEOUT_MARGIN_S = 60.0
 
 
 class EvaluationError(Exception):
@@ -56,7 +64,8 @@ class EvalServerClient:
         pool_size: int = 4,
     ) -> None:
         self.url = normalize_eval_url(url) or url.rstrip("/")  # HOST:PORT works too
-        self.timeout = timeout
+        self.timeout = timeout  # read timeout when the instance has no eval block
+        self.margin_s = TIMEOUT_MARGIN_S
         self.connect_timeout = connect_timeout
         self.retries = retries
         self.backoff = backoff
@@ -120,12 +129,27 @@ class EvalServerClient:
             "run_id": run_id,
             "sample_index": sample_index,
         }
-        resp = self._request("POST", "/evaluate", json=body, read_timeout=self.timeout)
+        resp = self._request("POST", "/evaluate", json=body, read_timeout=self.timeout_for(instance))
         try:
             data = resp.json()
         except ValueError:
             raise EvaluationError(f"eval server {self.url} answered with a body that is not JSON") from None
         return _parse_result(data, self.url)
+
+    def timeout_for(self, instance: dict[str, Any]) -> float:
+        """Seconds to wait for the answer on ``instance`` (see the module docstring)."""
+        spec = instance.get("eval") if isinstance(instance, dict) else None
+        if not isinstance(spec, dict):
+            return self.timeout  # the server's own dataset decides: no better guess than the default
+        try:
+            per_command = float(spec.get("timeout") or 600)
+            commands = 1 if spec.get("test_command") else 0
+            if spec.get("benchmark_command"):
+                commands += 2 * (int(spec.get("warmup", 1)) + int(spec.get("repeats", 5)))
+        except (TypeError, ValueError):
+            return self.timeout
+        one = per_command * max(1, commands)
+        return 2 * one + self.margin_s
 
     def health(self, retries: int = 1) -> tuple[bool, str]:
         """(answered 200, a line saying what answered) — for ``check`` and the launch screen.

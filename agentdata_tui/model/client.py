@@ -5,22 +5,32 @@ header and body field is visible here, whose connection pool is sized to the wor
 which costs about one ``requests`` call of CPU per model call (the runner's budget per step is
 a few milliseconds). The API key lives only in the session's ``Authorization`` header: it is
 scrubbed from every message this module produces and never shown by ``repr``.
+
+Failing safe (issue 9): every HTTP attempt has an overall deadline (``model.request_timeout``)
+kept by a watchdog that shuts the attempt's socket down, so a server trickling bytes cannot
+stretch a call past it; ``interrupt()`` (a graceful stop) ends retry sleeps and in-flight calls
+the same way; retries go on until ``model.retry_budget_s`` is spent, so a server restarting
+for a few seconds costs no rollout; a 200 whose body is not a chat completion is retried like
+any garbage and ends, if it persists, in a one-line ``ModelError``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import json
 import logging
+import math
 import random
+import socket
 import threading
 import time
 import uuid
-from contextlib import nullcontext
 from typing import Any
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from agentdata_tui.config import LITELLM_ONLY_KEYS, ModelConfig
 from agentdata_tui.errors import UserError
@@ -64,6 +74,7 @@ _CONTEXT_MARKERS = (
 )
 _RETRY_STATUSES = frozenset({408, 409, 425, 429})
 _MAX_RETRY_AFTER = 300.0
+_STOPPED = "model client closed: the run is stopping (call interrupted)"
 
 
 class _Retryable(Exception):
@@ -114,11 +125,118 @@ def _keep_headers(request: requests.PreparedRequest) -> requests.PreparedRequest
     return request
 
 
+# -- deadlines and interrupts of in-flight calls ------------------------------------------------
+
+_current = threading.local()  # the _Call the current thread is making, if any
+
+
+class _Call:
+    """One HTTP attempt in flight: its deadline and, once the pool hands it out, its connection."""
+
+    __slots__ = ("deadline", "conn", "reason")
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        self.conn: Any = None
+        self.reason: str | None = None  # "deadline" | "stopped": why the watchdog ended it
+
+
+def _tracked(conn: Any) -> Any:
+    call = getattr(_current, "call", None)
+    if call is not None:
+        call.conn = conn
+    return conn
+
+
+class _TrackedHTTPPool(HTTPConnectionPool):
+    def _get_conn(self, timeout: float | None = None) -> Any:
+        return _tracked(super()._get_conn(timeout))
+
+
+class _TrackedHTTPSPool(HTTPSConnectionPool):
+    def _get_conn(self, timeout: float | None = None) -> Any:
+        return _tracked(super()._get_conn(timeout))
+
+
+_TRACKED_POOLS = {"http": _TrackedHTTPPool, "https": _TrackedHTTPSPool}
+
+
+class _Adapter(HTTPAdapter):
+    """An adapter whose pools tell the watchdog which connection a call is using."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = _TRACKED_POOLS
+
+    def proxy_manager_for(self, proxy: str, **kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **kwargs)
+        manager.pool_classes_by_scheme = _TRACKED_POOLS
+        return manager
+
+
+class _Watchdog:
+    """Ends HTTP attempts past their deadline, or all of them on a stop, by shutting their socket
+    down: the read blocked in the calling thread returns at once. Per-read timeouts alone let a
+    server that sends a byte now and then hold a call for ever. One thread per client, asleep
+    until the earliest deadline."""
+
+    def __init__(self) -> None:
+        self._calls: set[_Call] = set()
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def begin(self, timeout: float) -> _Call:
+        call = _Call(time.monotonic() + timeout)
+        with self._cond:
+            self._calls.add(call)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="model-watchdog", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+        _current.call = call
+        return call
+
+    def end(self, call: _Call) -> None:
+        _current.call = None
+        with self._cond:
+            self._calls.discard(call)
+
+    def interrupt_all(self) -> None:
+        with self._cond:
+            for call in self._calls:
+                call.reason = call.reason or "stopped"
+                _shut(call)
+            self._cond.notify()
+
+    def _run(self) -> None:
+        with self._cond:
+            while True:
+                now = time.monotonic()
+                wait: float | None = None
+                for call in self._calls:
+                    if call.reason is None and call.deadline <= now:
+                        call.reason = "deadline"
+                    if call.reason is not None:
+                        _shut(call)  # again until it ends: it may still have been connecting
+                        wait = 0.2 if wait is None else min(wait, 0.2)
+                    else:
+                        left = call.deadline - now
+                        wait = left if wait is None else min(wait, left)
+                self._cond.wait(wait)
+
+
+def _shut(call: _Call) -> None:
+    sock = getattr(call.conn, "sock", None)
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+
 def _session(
     url: str, api_key: str | None, pool_size: int, extra_headers: dict[str, str] | None = None
 ) -> requests.Session:
     session = requests.Session()
-    adapter = HTTPAdapter(pool_connections=2, pool_maxsize=max(1, pool_size), max_retries=0)
+    adapter = _Adapter(pool_connections=2, pool_maxsize=max(1, pool_size), max_retries=0)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     # Proxies and CA bundles from the environment stay honoured, but a ~/.netrc entry must not
@@ -146,8 +264,8 @@ class OpenAIModel:
     ``model.max_concurrent_requests`` (0 = unbounded) whatever the number of workers.
     """
 
-    backoff_base = 1.0  # seconds; the n-th retry waits about base * 2**n, jittered
-    backoff_max = 60.0
+    backoff_base = 1.0  # seconds; the n-th retry waits about base * 2**n, jittered ...
+    backoff_max = 10.0  # ... up to this: a server back from a restart is found within seconds
     connect_timeout = 10.0
 
     def __init__(
@@ -172,9 +290,14 @@ class OpenAIModel:
         limit = config.max_concurrent_requests
         self._semaphore = threading.BoundedSemaphore(limit) if limit > 0 else None
         timeout = config.model_kwargs.get("timeout") or config.request_timeout
-        self.read_timeout = float(timeout)
-        self.max_retries = config.max_retries
-        self._closed = threading.Event()
+        self.read_timeout = float(timeout)  # also the overall deadline of one HTTP attempt
+        self.retry_budget_s = float(config.retry_budget_s)
+        # A count of retries only when the config sets one; otherwise the time budget decides.
+        self.max_retries: int | None = (
+            config.max_retries if "max_retries" in config.model_fields_set else None
+        )
+        self._closed = threading.Event()  # close() or interrupt(): no more calls, no more waits
+        self._watchdog = _Watchdog()
 
     def __repr__(self) -> str:
         return f"OpenAIModel(base_url={self.base_url!r}, model={self.name!r}, key={'set' if self._key else 'none'})"
@@ -215,32 +338,52 @@ class OpenAIModel:
         context: RolloutContext | None = None,
     ) -> ModelResponse:
         data = json.dumps(self.request_body(messages, tools), ensure_ascii=False).encode("utf-8")
-        attempts = self.max_retries + 1
+        started = time.monotonic()
+        attempt = 0
         last = ""
-        for attempt in range(attempts):
+        while True:
             if self._closed.is_set():
-                raise ModelError("model client closed")
+                raise ModelError(_STOPPED)
+            attempt += 1
             try:
-                with self._semaphore or nullcontext():
+                with self._slot():
                     start = time.perf_counter()
                     resp = self._post(data)
                     return self._parse(resp, time.perf_counter() - start)
             except _Retryable as exc:
                 last = str(exc)
-                if attempt + 1 >= attempts:
+                remaining = self.retry_budget_s - (time.monotonic() - started)
+                if remaining <= 0 or (self.max_retries is not None and attempt > self.max_retries):
                     break
-                delay = exc.wait if exc.wait is not None else self._backoff(attempt)
-                log.warning(
-                    "model server: %s; retry %d/%d in %.1fs", last, attempt + 1, self.max_retries, delay
-                )
+                delay = exc.wait if exc.wait is not None else self._backoff(attempt - 1)
+                delay = min(delay, remaining)
+                log.warning("model server: %s; retry %d in %.1fs", last, attempt, delay)
                 if self._closed.wait(delay):
-                    raise ModelError("model client closed") from None
-        raise ModelUnavailable(self._scrub(f"model server failed after {attempts} attempts: {last}"))
+                    raise ModelError(_STOPPED) from None
+        spent = time.monotonic() - started
+        raise ModelUnavailable(
+            _one_line(self._scrub(f"model server failed after {attempt} attempts in {spent:.0f}s: {last}"))
+        )
+
+    @contextlib.contextmanager
+    def _slot(self):
+        """A place among ``max_concurrent_requests``; the wait for it ends on a stop too."""
+        if self._semaphore is None:
+            yield
+            return
+        while not self._semaphore.acquire(timeout=0.5):
+            if self._closed.is_set():
+                raise ModelError(_STOPPED)
+        try:
+            yield
+        finally:
+            self._semaphore.release()
 
     def _backoff(self, attempt: int) -> float:
         return min(self.backoff_max, self.backoff_base * (2**attempt)) * (0.5 + random.random())
 
     def _post(self, data: bytes) -> requests.Response:
+        call = self._watchdog.begin(self.read_timeout)
         try:
             return self._session.post(
                 self._url,
@@ -248,12 +391,16 @@ class OpenAIModel:
                 headers={"Content-Type": "application/json"},
                 timeout=(min(self.connect_timeout, self.read_timeout), self.read_timeout),
             )
-        except requests.Timeout:
-            raise _Retryable(f"no answer within {self.read_timeout:g}s from {self._url}") from None
-        except requests.ConnectionError as exc:
-            raise _Retryable(self._scrub(f"cannot connect to {self._url} ({_reason(exc)})")) from None
         except requests.RequestException as exc:
+            if call.reason == "stopped" or self._closed.is_set():
+                raise ModelError(_STOPPED) from None
+            if call.reason == "deadline" or isinstance(exc, requests.Timeout):
+                raise _Retryable(f"no answer within {self.read_timeout:g}s from {self._url}") from None
+            if isinstance(exc, (requests.ConnectionError, requests.exceptions.ChunkedEncodingError)):
+                raise _Retryable(self._scrub(f"cannot connect to {self._url} ({_reason(exc)})")) from None
             raise ModelError(self._scrub(f"request to {self._url} failed: {_reason(exc)}")) from None
+        finally:
+            self._watchdog.end(call)
 
     def _parse(self, resp: requests.Response, latency: float) -> ModelResponse:
         status = resp.status_code
@@ -280,29 +427,82 @@ class OpenAIModel:
                 raise ContextLengthExceeded(f"context length exceeded: {message}")
             raise _Retryable(f"error in reply: {message}")
         try:
-            choice = payload["choices"][0]
-            message = choice["message"]
-        except (KeyError, IndexError, TypeError):
-            raise _Retryable(f"malformed reply (no choices): {resp.text[:200]!r}") from None
-        usage = payload.get("usage") or {}
-        reasoning = message.get("reasoning_content") or message.get("reasoning")
-        return ModelResponse(
-            content=_text(message.get("content")),
-            reasoning_content=reasoning if isinstance(reasoning, str) and reasoning else None,
-            tool_calls=normalise_tool_calls(message.get("tool_calls")),
-            prompt_tokens=usage.get("prompt_tokens"),
-            completion_tokens=usage.get("completion_tokens"),
-            finish_reason=choice.get("finish_reason"),
-            latency_s=round(latency, 4),
-        )
+            return _completion(payload, latency)
+        except _Malformed as exc:
+            raise _Retryable(self._scrub(f"malformed reply ({exc}): {resp.text[:200]!r}")) from None
 
     def _scrub(self, text: str) -> str:
         return text.replace(self._key, "***") if self._key else text
 
-    def close(self) -> None:
-        """Ends pending retry waits (a stopping run should not sleep on backoff) and the pool."""
+    def interrupt(self) -> None:
+        """A graceful stop: retry sleeps and calls in flight end now (``ModelError``), and no new
+        call starts. Safe from any thread."""
         self._closed.set()
+        self._watchdog.interrupt_all()
+
+    def close(self) -> None:
+        """Ends pending retry waits and calls in flight (a stopping run should not wait on them), and the pool."""
+        self.interrupt()
         self._session.close()
+
+
+class _Malformed(Exception):
+    """A 200 whose body is not a chat completion (says which part is wrong)."""
+
+
+def _count(usage: dict[str, Any], key: str) -> int | None:
+    value = usage.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise _Malformed(f"usage.{key} is not a number")
+    if value < 0 or value != int(value):
+        raise _Malformed(f"usage.{key} is not a whole number of tokens")
+    return int(value)
+
+
+def _completion(payload: Any, latency: float) -> ModelResponse:
+    """The parts of a chat completion we use, each checked: a server bug must not become a traceback."""
+    if not isinstance(payload, dict):
+        raise _Malformed(f"the body is a JSON {type(payload).__name__}, not an object")
+    choices = payload.get("choices")
+    if not isinstance(choices, list) or not choices:
+        raise _Malformed("no choices")
+    choice = choices[0]
+    if not isinstance(choice, dict):
+        raise _Malformed("choices[0] is not an object")
+    message = choice.get("message")
+    if not isinstance(message, dict):
+        raise _Malformed("choices[0].message is not an object")
+    usage = payload.get("usage")
+    if usage is None:
+        usage = {}
+    if not isinstance(usage, dict):
+        raise _Malformed("usage is not an object")
+    content = message.get("content")
+    if content is not None and not isinstance(content, (str, list)):
+        raise _Malformed("message.content is neither text nor a list of parts")
+    calls = message.get("tool_calls")
+    if calls is not None and not isinstance(calls, list):
+        raise _Malformed("message.tool_calls is not a list")
+    for call in calls or ():
+        if not isinstance(call, dict) or not isinstance(call.get("function") or {}, dict):
+            raise _Malformed("a tool call is not an object with a function object")
+    reasoning = message.get("reasoning_content") or message.get("reasoning")
+    finish = choice.get("finish_reason")
+    return ModelResponse(
+        content=_text(content),
+        reasoning_content=reasoning if isinstance(reasoning, str) and reasoning else None,
+        tool_calls=normalise_tool_calls(calls),
+        prompt_tokens=_count(usage, "prompt_tokens"),
+        completion_tokens=_count(usage, "completion_tokens"),
+        finish_reason=finish if isinstance(finish, str) else None,
+        latency_s=round(latency, 4),
+    )
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 _WIRE_KEYS = ("role", "content", "tool_calls", "tool_call_id", "name")

@@ -292,6 +292,16 @@ class EndpointPool:
                         self._mark_up(ep)
             self._closed.wait(max(0.05, min([*waits, self.probe_min_s / 2])))
 
+    def interrupt(self) -> None:
+        """A graceful stop: waits and calls in flight on every endpoint end now (see OpenAIModel)."""
+        self._closed.set()
+        with self._lock:
+            self._changed.notify_all()
+        for ep in self.endpoints:
+            stop = getattr(ep.client, "interrupt", None)
+            if callable(stop):
+                stop()
+
     def close(self) -> None:
         self._closed.set()
         with self._lock:

@@ -97,8 +97,15 @@ class Runner:
         return self._stop.is_set()
 
     def request_stop(self) -> None:
-        """Graceful: no new rollouts; running ones end at their next step boundary."""
+        """Graceful: no new rollouts; running ones end at their next step boundary, and a model
+        call in flight or a retry sleep ends now (the model's ``interrupt``), not minutes later.
+
+        Called from signal handlers: the interrupt runs in a thread of its own (it takes locks).
+        """
         self._stop.set()
+        interrupt = getattr(self.model, "interrupt", None)
+        if callable(interrupt):
+            threading.Thread(target=interrupt, name="model-interrupt", daemon=True).start()
 
     def abort(self) -> None:
         """Immediate: kill every live sandbox now (the second Ctrl+C).

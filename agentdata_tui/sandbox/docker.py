@@ -205,9 +205,14 @@ class DockerSandbox:
         if not self.cwd:
             info = self._call("inspect the container", lambda: api.inspect_container(self.container_id))
             self.cwd = (info.get("Config") or {}).get("WorkingDir") or "/"
-        # Our scratch folder (private index, excludes) and the cwd, which may not exist yet.
+        # Our scratch folder (private index, excludes). The cwd must exist in the image: an empty
+        # stand-in would run the agent, and the tests, somewhere else.
+        cwd = shlex.quote(self.cwd)
         self._tmp = self._run_internal(
-            f"mkdir -p {shlex.quote(self.cwd)} && mktemp -d /tmp/agentdata-tui.XXXXXX", "mktemp", workdir="/"
+            f'{{ [ -d {cwd} ] || {{ echo "cwd {cwd} does not exist in the image" >&2; exit 3; }}; }} && '
+            "mktemp -d /tmp/agentdata-tui.XXXXXX",
+            f"checking cwd {self.cwd} of {self.instance.instance_id}",
+            workdir="/",
         ).strip()
         if self.instance.setup_command:
             res = self.execute(

@@ -129,15 +129,26 @@ class LocalSandbox:
         self.base_tree = out.decode().strip().splitlines()[-1]
 
     def _resolve_cwd(self) -> Path:
+        """The folder commands run in: it must exist in the copy, never a silent stand-in."""
         assert self.work is not None
         rel = self.instance.cwd or self.config.cwd or ""
-        # An absolute cwd names a folder inside a container image; locally the copy is the root.
-        if not rel or os.path.isabs(rel):
+        if not rel:
             return self.work
-        cwd = (self.work / rel).resolve()
-        if not cwd.is_relative_to(self.work.resolve()):
-            raise SandboxError(f"cwd '{rel}' of {self.instance.instance_id} leaves the repository")
-        cwd.mkdir(parents=True, exist_ok=True)
+        iid = self.instance.instance_id
+        work = self.work.resolve()
+        cwd = (work / rel).resolve()  # an absolute rel stays itself
+        if not cwd.is_relative_to(work):
+            if os.path.isabs(rel):
+                raise SandboxError(
+                    f"cwd '{rel}' of {iid} does not exist in the local sandbox (a copy of repo_path): "
+                    "an absolute cwd names a folder in a container image; use a docker sandbox, or set "
+                    "the instance's cwd / environment.cwd relative to the repository ('' = its root)"
+                )
+            raise SandboxError(f"cwd '{rel}' of {iid} leaves the repository")
+        if not cwd.is_dir():
+            raise SandboxError(
+                f"cwd '{rel}' of {iid} does not exist in the local sandbox's copy of the repository"
+            )
         return cwd
 
     def close(self) -> None:

@@ -29,7 +29,7 @@ pytestmark = pytest.mark.docker
 
 # Run ids unique per session: other sessions may run these tests on the same engine at once.
 _UID = uuid.uuid4().hex[:6]
-RUN = {name: f"{name}-{_UID}" for name in ("t-basics", "t-killed", "t-dies", "t-eval", "t-clean")}
+RUN = {name: f"{name}-{_UID}" for name in ("t-basics", "t-killed", "t-dies", "t-eval", "t-clean", "t-cwd")}
 
 
 def _pager(**extra) -> Instance:
@@ -119,6 +119,18 @@ def test_commands_timeouts_diff_and_removal(docker_api, docker_tcp):
         sb.execute("true")
 
 
+def test_a_cwd_missing_from_the_image_is_a_sandbox_error(docker_api):
+    """Not an empty stand-in folder: commands and tests would run somewhere else."""
+    inst = _pager()
+    inst.cwd = "/testbed"
+    cfg = EnvironmentConfig(environment_class="docker", timeout=60)
+    sb = make_sandbox(inst, cfg, SandboxContext(run_id=RUN["t-cwd"], environment_class="docker"))
+    with pytest.raises(SandboxError, match="cwd /testbed does not exist in the image"):
+        sb.start()
+    sb.close()
+    wait_for(lambda: containers_with(docker_api, run_id=RUN["t-cwd"]) == [], 10, "the container's removal")
+
+
 def test_container_killed_from_outside_is_a_sandbox_error(docker_api):
     cfg = EnvironmentConfig(environment_class="docker", timeout=60)
     sb = make_sandbox(_pager(), cfg, SandboxContext(run_id=RUN["t-killed"], environment_class="docker"))
@@ -144,7 +156,7 @@ def test_daemon_that_dies_mid_command_is_a_sandbox_error(second_daemon, monkeypa
     monkeypatch.setattr(dsb, "PROBE_TIMEOUT", 3.0)  # 10 s in real use; the mechanism is the same
     cfg = EnvironmentConfig(environment_class="docker_remote", timeout=30, pull_policy="never")
     # The daemon's image holds only this machine's bash, coreutils and git (see conftest).
-    inst = Instance(instance_id="dies", problem_statement="x", image="agentdata-tui-test:tiny", cwd="/root/w")
+    inst = Instance(instance_id="dies", problem_statement="x", image="agentdata-tui-test:tiny", cwd="/root")
     ctx = SandboxContext(
         run_id=RUN["t-dies"], docker_servers=[second_daemon.server], environment_class="docker_remote"
     )

@@ -11,7 +11,11 @@ so the client's retries, timeouts, headers and connection pool are exercised for
   ``("hang", seconds)`` (no answer, connection closed after), ``("malformed",)`` (200 with a
   body that is not JSON), ``("no_choices",)``, ``("context_length",)`` (OpenAI's 400
   ``context_length_exceeded``), ``("error", status, message)`` (an OpenAI error body),
-  ``("drop",)`` (connection closed without an answer).
+  ``("drop",)`` (connection closed without an answer), ``("trickle", seconds)`` (a normal
+  answer sent one byte every ``seconds``, headers included), ``("body", status, payload)``
+  (that JSON payload as the answer, e.g. a malformed 200).
+- ``port`` fixes the port, so a test can stop the server and start another on the same
+  address (a restart); ``stop()`` also ends kept-alive connections, as a dying server does.
 - ``latency`` sleeps in the handler; threads are daemons and the listen backlog is large, so
   hundreds of clients can wait at once (the rollout benchmark runs 256).
 - Benchmarks that measure the client process's own CPU run the server in another process:
@@ -29,6 +33,7 @@ import collections
 import contextlib
 import json
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -152,6 +157,17 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # quiet
         return None
 
+    def setup(self) -> None:
+        super().setup()
+        with self.server.owner._lock:
+            self.server.owner._connections.add(self.connection)
+
+    def finish(self) -> None:
+        with self.server.owner._lock:
+            self.server.owner._connections.discard(self.connection)
+        with contextlib.suppress(OSError):
+            super().finish()
+
     def _send_json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
         data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
         self.send_response(status)
@@ -190,7 +206,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _answer(self, owner: ModelServer, method: str, body: dict[str, Any] | None) -> None:
         fault = owner._next_fault()
-        if fault is not None and self._fault(owner, fault):
+        if fault is not None and self._fault(owner, fault, body):
             return
         path = self.path.split("?", 1)[0].rstrip("/")
         if method == "GET" and path.endswith("/models"):
@@ -208,7 +224,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._send_json(404, {"error": {"message": f"no route {method} {self.path}"}})
 
-    def _fault(self, owner: ModelServer, fault: tuple[Any, ...]) -> bool:
+    def _fault(self, owner: ModelServer, fault: tuple[Any, ...], body: dict[str, Any] | None) -> bool:
         """Play one injected fault; False means: answer normally after it."""
         kind = fault[0]
         if kind == "status":
@@ -241,6 +257,20 @@ class _Handler(BaseHTTPRequestHandler):
                     }
                 },
             )
+        elif kind == "body":
+            self._send_json(int(fault[1]), json.dumps(fault[2]).encode())
+        elif kind == "trickle":
+            payload = json.dumps(owner._completion(body if isinstance(body, dict) else {})).encode()
+            head = (
+                f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n"
+            ).encode()
+            for i in range(len(head) + len(payload)):
+                if owner._stopping.wait(float(fault[1])):
+                    break
+                byte = (head + payload)[i : i + 1]
+                self.wfile.write(byte)
+                self.wfile.flush()
+            self.close_connection = True
         elif kind == "delay":  # slow, then a normal answer
             owner._stopping.wait(float(fault[1]))
             return False
@@ -268,6 +298,7 @@ class ModelServer:
         port: int = 0,
     ) -> None:
         """``record=False`` keeps only a count of requests (long benchmarks); ``port`` 0 = any free one."""
+        self._connections: set[Any] = set()
         self.responder = responder
         self.record = record
         self.request_count = 0
@@ -288,9 +319,10 @@ class ModelServer:
 
     # -- lifecycle ---------------------------------------------------------------
     def start(self) -> ModelServer:
+        self._stopping.clear()
         self._httpd = _Server(("127.0.0.1", self.port), _Handler)
         self._httpd.owner = self
-        port = self._httpd.server_address[1]
+        port = self.port = self._httpd.server_address[1]
         self.base_url = f"http://127.0.0.1:{port}/v1"
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, args=(0.05,), name="model-server", daemon=True
@@ -304,6 +336,11 @@ class ModelServer:
             self._httpd.shutdown()
             self._httpd.server_close()
             self._httpd = None
+        with self._lock:
+            conns = list(self._connections)
+        for conn in conns:  # kept-alive connections die with the server
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
 
     def __enter__(self) -> ModelServer:
         return self.start()
