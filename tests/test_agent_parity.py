@@ -46,6 +46,9 @@ def replay(
     config = config_from_dict({k: raw[k] for k in ("agent", "environment", "model")})
     if tool_call:
         config.agent.action_format = "tool_call"  # mini-swe-agent picks it by model class
+    # The recorded run's cwd (/workspace/r) was its own checkout; here the sandbox's copy is it
+    # (an absolute cwd missing from the local sandbox is a SandboxError, never a stand-in).
+    config.environment.cwd = ""
     recorded = [m for m in traj["messages"] if m["role"] != "exit"]
     replies = [
         ModelResponse(
