@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import subprocess
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -127,13 +129,17 @@ def test_concurrent_evaluations_are_bounded_by_workers(tmp_path):
         "time.sleep(0.4); open(p,'a').write(f'E {time.time()}\\n')\" " + str(log)
     )
     inst = {"instance_id": "slow", "problem_statement": "x", "eval": {"test_command": cmd, "timeout": 30}}
-    service = EvalService(sandbox="local", workers=2, env_config=EnvironmentConfig())
+    # Two running, one waiting: the other two get 503 + Retry-After and the client comes back.
+    service = EvalService(
+        sandbox="local", workers=2, queue=1, retry_after_s=1, env_config=EnvironmentConfig()
+    )
     httpd = EvalHTTPServer(("127.0.0.1", 0), service).start_background()
     try:
-        client = EvalServerClient(httpd.url, retries=0)
+        client = EvalServerClient(httpd.url, retries=8)
         with ThreadPoolExecutor(5) as pool:
             results = list(pool.map(lambda i: client.evaluate(inst, NOTE, sample_index=i), range(5)))
         assert all(r.reward == 1.0 for r in results)
+        assert service.rejected >= 2 and service.served == 5
     finally:
         httpd.stop()
     events = sorted((float(t), kind) for kind, t in (line.split() for line in log.read_text().splitlines()))
@@ -204,3 +210,114 @@ def test_docker_server_without_dataset_needs_an_image_in_the_request():
     assert err.value.status == 400
     inst, *_ = service.parse({**body, "instance": {**body["instance"], "image": "img:1"}})
     assert inst.image == "img:1"
+
+
+def _rss_kb(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as fh:
+        return int(re.search(r"VmRSS:\s+(\d+)", fh.read()).group(1))
+
+
+@pytest.fixture
+def server_process():
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agentdata_tui", "eval-server", "--port", "0", "--token", "tok-9",
+         "--workers", "2", "--dataset", str(DEMO / "dataset.json")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )  # fmt: skip
+    line = proc.stdout.readline()
+    m = re.search(r"listening on http://127\.0\.0\.1:(\d+)", line)
+    assert m, line
+    yield proc, int(m.group(1))
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_401_comes_before_the_body_is_read(server_process):
+    """Reproduced on main: 8 x 50 MB unauthenticated bodies raised the server from 43 to 283 MB."""
+    import socket
+
+    proc, port = server_process
+    rss0 = _rss_kb(proc.pid)
+    answers, sent = [], []
+    for _ in range(8):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(
+                b"POST /evaluate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Content-Length: 52428800\r\n\r\n"
+            )
+            # Send as much of the 50 MB as the server takes in. What it does not read stays in the
+            # two sockets' kernel buffers (a few MB) and then the send blocks: bytes sent bound the
+            # bytes the server read.
+            s.settimeout(2)
+            n, chunk = 0, b"x" * 65536
+            with contextlib.suppress(OSError):
+                while n < 52428800:
+                    n += s.send(chunk)
+            sent.append(n)
+            data = b""
+            with contextlib.suppress(OSError):
+                while chunk := s.recv(65536):
+                    data += chunk
+            answers.append(data.split(b"\r\n", 1)[0])
+    rss1 = _rss_kb(proc.pid)
+    print(f"401 x8: the client got {max(sent)} of 52428800 body bytes in, RSS {rss0} -> {rss1} kB")
+    assert answers.count(b"HTTP/1.1 401 Unauthorized") >= 1 and set(answers) <= {
+        b"HTTP/1.1 401 Unauthorized",
+        b"",
+    }
+    assert max(sent) < 20 * 1024 * 1024, sent  # the server never read the bodies
+    assert rss1 - rss0 < 20 * 1024, (rss0, rss1)  # kB: flat, not +240 MB
+
+
+@pytest.mark.slow
+def test_50_concurrent_requests_get_503_with_retry_after_beyond_the_queue(server_process):
+    proc, port = server_process
+    url = f"http://127.0.0.1:{port}/evaluate"
+    body = {"instance_id": PAGER, "patch": PAGER_FIX}
+    barrier = threading.Barrier(50)
+
+    def post(_):
+        barrier.wait()
+        return requests.post(url, json=body, headers={"Authorization": "Bearer tok-9"}, timeout=120)
+
+    with ThreadPoolExecutor(50) as pool:
+        answers = list(pool.map(post, range(50)))
+    statuses = [r.status_code for r in answers]
+    assert set(statuses) <= {200, 503}, statuses
+    busy = [r for r in answers if r.status_code == 503]
+    # 2 workers + 2 waiting admitted at a time: most of the 50 are told to come back.
+    assert len(busy) >= 30 and statuses.count(200) >= 4
+    assert all(r.headers["Retry-After"].isdigit() and "busy" in r.json()["error"] for r in busy)
+    assert all(r.json()["reward"] == 1.0 for r in answers if r.status_code == 200)
+    rss = _rss_kb(proc.pid)
+    print(f"50 concurrent: {len(busy)} x 503, RSS {rss} kB")
+    health = requests.get(
+        f"http://127.0.0.1:{port}/health", headers={"Authorization": "Bearer tok-9"}, timeout=10
+    )
+    assert health.json()["rejected"] == len(busy) and health.json()["busy"] == 0
+
+
+def test_local_sandbox_on_a_reachable_address_is_refused_unless_explicit():
+    """Reproduced on main: with --sandbox local a patch's os.system(...) ran as root on the eval host."""
+    for host in ("0.0.0.0", "10.1.2.3"):
+        r = subprocess.run(
+            [sys.executable, "-m", "agentdata_tui", "eval-server", "--host", host, "--port", "0"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert r.returncode == 2 and "Traceback" not in r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1
+        assert "--sandbox docker" in r.stderr and "--allow-remote-local-sandbox" in r.stderr
+    # The flag is the explicit opt-in: the check passes and only the bind itself fails here.
+    r = subprocess.run(
+        [sys.executable, "-m", "agentdata_tui", "eval-server", "--host", "10.1.2.3", "--port", "0",
+         "--allow-remote-local-sandbox"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )  # fmt: skip
+    assert r.returncode == 2 and "cannot listen on 10.1.2.3" in r.stderr

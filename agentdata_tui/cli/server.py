@@ -76,7 +76,22 @@ def register(add: AddFn) -> None:
         type=positive_int,
         default=4,
         metavar="N",
-        help="evaluations at once; further requests wait their turn (default 4)",
+        help="evaluations at once (default 4); --queue more wait their turn, and beyond that a "
+        "request is answered 503 with Retry-After (clients retry it)",
+    )
+    p.add_argument(
+        "--queue",
+        type=int,
+        default=None,
+        metavar="N",
+        help="requests that may wait for a worker (default: as many as --workers; 0: none)",
+    )
+    p.add_argument(
+        "--allow-remote-local-sandbox",
+        action="store_true",
+        help="serve --sandbox local on an address other machines can reach: their patches then run as "
+        "code on this machine (isolated by bubblewrap only). Without it, that combination is refused; "
+        "untrusted clients need --sandbox docker",
     )
     p.add_argument(
         "--token",
@@ -208,6 +223,13 @@ def run_eval_server(args: argparse.Namespace) -> int:
     args.sandbox = args.sandbox or ("docker" if servers else "local")
     if servers and args.sandbox != "docker":
         raise UserError("--docker-server needs --sandbox docker")
+    if args.queue is not None and args.queue < 0:
+        raise UserError(f"--queue must be 0 or more, got {args.queue}")
+    if args.sandbox == "local" and not _is_loopback(args.host) and not args.allow_remote_local_sandbox:
+        raise UserError(
+            f"--sandbox local on {args.host} would run other machines' patches as code on this host: "
+            "use --sandbox docker for clients you do not fully trust, or pass --allow-remote-local-sandbox"
+        )
     if args.sandbox == "docker":
         from agentdata_tui.sandbox.docker import images_needed, preflight
 
@@ -219,6 +241,7 @@ def run_eval_server(args: argparse.Namespace) -> int:
         dataset=dataset,
         docker_servers=servers,
         workers=args.workers,
+        queue=args.queue,
     )
     try:
         httpd = EvalHTTPServer((args.host, args.port), service, token=token)
@@ -227,7 +250,8 @@ def run_eval_server(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     where = f"dataset {dataset.path} ({len(dataset.instances)} instances)" if dataset else "no dataset"
     print(
-        f"eval server listening on {httpd.url} (sandbox {args.sandbox}, {args.workers} workers, {where}, "
+        f"eval server listening on {httpd.url} (sandbox {args.sandbox}, {args.workers} workers, "
+        f"queue {service.queue}, {where}, "
         f"token {'required' if token else 'not required'})",
         flush=True,
     )

@@ -2,7 +2,12 @@
 
 Why it looks like this:
 - stdlib ``ThreadingHTTPServer``: one thread per connection, the evaluations themselves
-  bounded by a semaphore of ``workers`` (further requests wait their turn; clients wait long);
+  bounded by ``workers``; at most ``queue`` more wait their turn, and beyond that a request is
+  answered 503 with ``Retry-After`` before its body is read (clients retry 503), so neither
+  memory nor the wait grows with the number of clients;
+- the token is checked on the headers alone: a request without it is answered 401 and the
+  connection closed without reading its body (an unauthenticated client cannot make the server
+  read, or hold, 64 MB);
 - with a dataset, the instance (and so every command that runs) comes from the server's own
   file by ``instance_id``: a client cannot run commands of its choosing. Without one, the
   request's ``instance`` is graded as sent — only for trusted clients;
@@ -15,9 +20,11 @@ Why it looks like this:
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import json
 import logging
+import socket
 import threading
 import time
 import traceback
@@ -55,9 +62,15 @@ class EvalService:
     docker_servers: list[str] = field(default_factory=list)
     workers: int = 4
     repo_root: Path = field(default_factory=Path.cwd)  # relative repo_path without a dataset
+    queue: int | None = None  # requests waiting for a worker beyond the running ones (None: = workers)
+    retry_after_s: int = 5
 
     def __post_init__(self) -> None:
         self._slots = threading.BoundedSemaphore(self.workers)
+        if self.queue is None:
+            self.queue = self.workers
+        self._admitted = 0  # requests between admission and their answer (running + waiting)
+        self.rejected = 0
         self._by_id = self.dataset.by_id() if self.dataset else {}
         self._lock = threading.Lock()
         self.busy = 0
@@ -156,12 +169,29 @@ class EvalService:
         info.setdefault("eval_time_s", round(time.monotonic() - t0, 3))
         return {"reward": res.reward, "success": res.success, "speedup": res.speedup, "info": info}
 
+    # -- admission: a bounded number of requests in the house -----------------------------------
+    def admit(self) -> bool:
+        """Take a place (running or queued) for one request; False when all are taken."""
+        with self._lock:
+            if self._admitted >= self.workers + (self.queue or 0):
+                self.rejected += 1
+                return False
+            self._admitted += 1
+            return True
+
+    def release(self) -> None:
+        with self._lock:
+            self._admitted -= 1
+
     def health(self) -> dict[str, Any]:
         return {
             "status": "ok",
             "sandbox": self.sandbox,
             "workers": self.workers,
+            "queue": self.queue,
             "busy": self.busy,
+            "waiting": max(0, self._admitted - self.busy),
+            "rejected": self.rejected,
             "served": self.served,
             "dataset_instances": len(self._by_id) if self.dataset is not None else None,
         }
@@ -216,12 +246,22 @@ class _Handler(BaseHTTPRequestHandler):
         self._access(404, t0)
 
     def _unauthorized(self) -> None:
-        self._drain()
-        self._send(
+        """401 from the headers alone: the body is never read, the connection closed after."""
+        self._refuse(
             401,
             {"error": "missing or wrong token (send 'Authorization: Bearer TOKEN')"},
             {"WWW-Authenticate": "Bearer"},
         )
+
+    def _refuse(self, status: int, payload: dict[str, Any], headers: dict[str, str]) -> None:
+        """Answer without reading a body that may be on its way, then close the connection."""
+        self.close_connection = True
+        self._send(status, payload, {**headers, "Connection": "close"})
+        with contextlib.suppress(OSError):
+            self.wfile.flush()
+            # Our answer goes out before the close: half-close, so the client reads it even if
+            # it is still sending (unread data at close() would turn into a reset).
+            self.connection.shutdown(socket.SHUT_WR)
 
     def _drain(self) -> None:
         """Read the body we are not going to use, so the connection stays usable."""
@@ -245,6 +285,21 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(404, {"error": f"no such endpoint: POST {path} (try POST /evaluate)"})
             return self._access(404, t0)
         service = self.server.service
+        if not service.admit():
+            self._refuse(
+                503,
+                {
+                    "error": f"busy: {service.workers} evaluations running and {service.queue} waiting; retry later"
+                },
+                {"Retry-After": str(service.retry_after_s)},
+            )
+            return self._access(503, t0)
+        try:
+            self._evaluate(service, t0)
+        finally:
+            service.release()
+
+    def _evaluate(self, service: EvalService, t0: float) -> None:
         try:
             body = self._read_json()
             inst, patch, run_id, sample_index = service.parse(body)
