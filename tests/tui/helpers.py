@@ -34,6 +34,8 @@ async def dashboard_caught_up(pilot: Pilot, finished: bool = False, timeout: flo
         state = screen.state
         if state is None or not state.events_seen or screen.painted_events != state.events_seen:
             return False
+        if screen.rewrap_pending:  # the conversation is about to be written again at its new width
+            return False
         return state.run_finished is not None if finished else True
 
     await wait_until(pilot, ready, timeout=timeout, what="the dashboard to paint every event")

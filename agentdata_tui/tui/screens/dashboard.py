@@ -99,6 +99,7 @@ class DashboardScreen(Screen[None]):
         self._stop_sent = False
         self._problem_shown = False
         self._live_width = 0
+        self.rewrap_pending = False  # a resize's rewrite of the conversation is still to come
         self.sub_title = str(self.run_dir)
 
     def compose(self) -> ComposeResult:
@@ -399,9 +400,11 @@ class DashboardScreen(Screen[None]):
         """Stacked below 100 columns; the conversation is written again at its new width (a
         RichLog keeps lines wrapped at the width they were written at)."""
         self.set_class(self.size.width < NARROW, "narrow")
+        self.rewrap_pending = True
         self.call_after_refresh(self._rewrap_live)
 
     def _rewrap_live(self) -> None:
+        self.rewrap_pending = False
         width = self.query_one("#live-log", RichLog).scrollable_content_region.width
         if width == self._live_width or self.state is None or self.selected_rollout is None:
             self._live_width = width
