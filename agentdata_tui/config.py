@@ -132,6 +132,9 @@ class ModelConfig(_Section):
     max_retries: int = Field(5, ge=0)  # a cap on retries only when the config sets it
     input_cost_per_token: float = Field(0.0, ge=0)
     output_cost_per_token: float = Field(0.0, ge=0)
+    # Ask the server for token ids and logprobs (vLLM: ``return_token_ids``, ``logprobs``) and
+    # keep them per model call in ``X.run/tokens.jsonl`` (for RL: ``export_rl``).
+    capture_tokens: bool = False
 
 
 class Config(_Section):

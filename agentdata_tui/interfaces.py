@@ -54,6 +54,9 @@ class ModelResponse:
     completion_tokens: int | None = None
     finish_reason: str | None = None
     latency_s: float = 0.0
+    # with ``model.capture_tokens``: {"prompt_token_ids", "token_ids", "logprobs"}, each None
+    # where the server gave none (never invented); None when capture is off
+    tokens: dict[str, Any] | None = None
 
 
 @dataclass

@@ -82,6 +82,7 @@ class AgentResult:
     error: str | None = None
     elapsed_s: float = 0.0
     format_errors: int = 0
+    tokens: list[dict[str, Any] | None] = field(default_factory=list)  # per step (capture_tokens)
 
 
 @dataclass
@@ -143,6 +144,7 @@ class Agent:
             ) from None
         self.messages: list[dict[str, Any]] = []
         self.steps: list[Step] = []
+        self.tokens: list[dict[str, Any] | None] = []
         self.model_calls = 0
         self.cost = 0.0
         self.format_errors = 0
@@ -181,6 +183,7 @@ class Agent:
             error=error,
             elapsed_s=round(time.monotonic() - self._started, 3),
             format_errors=self.format_errors,
+            tokens=self.tokens,
         )
 
     def step(self) -> None:
@@ -193,6 +196,7 @@ class Agent:
             finish_reason=response.finish_reason,
         )
         self.steps.append(step)
+        self.tokens.append(response.tokens)
         assistant = self._assistant_message(response)
         self.messages.append(assistant)
         outcome = _Outcome()

@@ -275,7 +275,59 @@ def cmd_export_trajectory(args: argparse.Namespace) -> int:
 
 def _token_lookup(path: str) -> Any:
     """Captured token ids of a run (``X.run/tokens.jsonl``), when the input is a run."""
-    return None
+    from agentdata_tui.processing.rl import load_tokens, run_folder_of
+
+    run = run_folder_of(path)
+    tokens = load_tokens(run) if run is not None else {}
+    if not tokens:
+        return None
+    return lambda rollout_id, step: tokens.get(rollout_id, {}).get(step)
+
+
+def cmd_export_rl(args: argparse.Namespace) -> int:
+    _tune_gc()
+    from agentdata_tui.errors import UserError
+    from agentdata_tui.processing.rl import TOKENS, export_rl, load_tokens, run_folder_of
+    from agentdata_tui.processing.select import Counter, select
+    from agentdata_tui.reader import open_input
+
+    run = run_folder_of(args.input)
+    if run is None:
+        raise UserError(
+            "--input must be a run folder (X.run/), its examples.jsonl, or X.json beside its X.run/ "
+            f"(token ids live in X.run/{TOKENS})",
+            where=str(args.input),
+        )
+    tokens = load_tokens(run)
+    if not tokens:
+        raise UserError(
+            f"no token ids were captured in this run ({run / TOKENS} is missing or empty); "
+            "generate with model.capture_tokens: true in the config",
+            where=str(args.input),
+        )
+    criteria = _criteria(args)
+    counted = Counter(open_input(run, all_attempts=args.all_attempts))
+    progress = _Progress("export_rl")
+    left_out: dict[str, int] = {}
+    stats: dict[str, int] = {}
+    written = export_rl(
+        select(counted, criteria),
+        tokens,
+        args.output,
+        progress=progress,
+        left_out=left_out,
+        stats=stats,
+        meta={"command": "export_rl", "input": str(args.input), "criteria": criteria.describe()},
+    )
+    progress.done()
+    print(
+        f"export_rl: wrote {written:,} rollouts ({stats['sequence']:,} as one sequence, "
+        f"{stats['per_call']:,} per call) of {counted.count:,} examples -> {args.output}",
+        file=sys.stderr,
+    )
+    for reason, n in left_out.items():
+        print(f"export_rl: left out {n:,} rollouts ({reason})", file=sys.stderr)
+    return 0
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
@@ -491,6 +543,32 @@ def register(add: AddFn) -> None:
         ),
     )
     p.set_defaults(func=cmd_export_trajectory)
+
+    p = add(
+        "export_rl",
+        help="export token-level RL data (token ids, loss mask, logprobs) of a run that captured tokens",
+        description=_wrap(
+            "Write one JSON line per rollout of a run made with model.capture_tokens: true, from the "
+            "token ids the server returned (X.run/tokens.jsonl; nothing is re-tokenized). When every "
+            "model call's prompt extends the previous call's prompt + completion: format 'sequence' with "
+            "input_ids, loss_mask (1 on tokens the model sampled, 0 on prompt and observations), "
+            "logprobs (null where the mask is 0) and prompt_length; otherwise format 'per_call' with "
+            "each call's prompt_token_ids, completion_token_ids and logprobs, and not_prefix_at_step. "
+            "Every line has run_id, rollout_id, group_id (run/instance, for GRPO-style groups), "
+            "instance_id, sample_index, attempt, reward, success, resolved, speedup, exit_status. "
+            "Rollouts whose calls lack token ids are left out and counted."
+        ),
+        epilog=(
+            "example:\n  agentdata-tui export_rl --input training_data.run/ --output rl.jsonl --min-reward 0"
+        ),
+    )
+    p.add_argument(
+        "--input", required=True, metavar="RUN_FOLDER", help="a run folder (X.run/), or X.json beside it"
+    )
+    p.add_argument("--output", required=True, metavar="G.jsonl", help="JSONL file to write (atomically)")
+    _add_selection_flags(p)
+    add_all_attempts_flag(p)
+    p.set_defaults(func=cmd_export_rl)
 
     p = add(
         "merge",

@@ -319,6 +319,9 @@ class OpenAIModel:
             body.pop("max_completion_tokens", None)
         extra = {**(config.model_kwargs.get("extra_body") or {}), **config.extra_body}
         body.update(extra)
+        if config.capture_tokens:  # vLLM's names; a user's own setting wins
+            body.setdefault("logprobs", True)
+            body.setdefault("return_token_ids", True)
         return body
 
     def request_body(
@@ -427,7 +430,7 @@ class OpenAIModel:
                 raise ContextLengthExceeded(f"context length exceeded: {message}")
             raise _Retryable(f"error in reply: {message}")
         try:
-            return _completion(payload, latency)
+            return _completion(payload, latency, capture_tokens=self.config.capture_tokens)
         except _Malformed as exc:
             raise _Retryable(self._scrub(f"malformed reply ({exc}): {resp.text[:200]!r}")) from None
 
@@ -461,7 +464,7 @@ def _count(usage: dict[str, Any], key: str) -> int | None:
     return int(value)
 
 
-def _completion(payload: Any, latency: float) -> ModelResponse:
+def _completion(payload: Any, latency: float, *, capture_tokens: bool = False) -> ModelResponse:
     """The parts of a chat completion we use, each checked: a server bug must not become a traceback."""
     if not isinstance(payload, dict):
         raise _Malformed(f"the body is a JSON {type(payload).__name__}, not an object")
@@ -498,6 +501,7 @@ def _completion(payload: Any, latency: float) -> ModelResponse:
         completion_tokens=_count(usage, "completion_tokens"),
         finish_reason=finish if isinstance(finish, str) else None,
         latency_s=round(latency, 4),
+        tokens=captured_tokens(payload, choice) if capture_tokens else None,
     )
 
 
@@ -549,6 +553,30 @@ def normalise_tool_calls(calls: Any) -> list[dict[str, Any]] | None:
             }
         )
     return out or None
+
+
+def _int_list(value: Any) -> list[int] | None:
+    if isinstance(value, list) and all(isinstance(t, int) and not isinstance(t, bool) for t in value):
+        return value
+    return None
+
+
+def captured_tokens(payload: dict[str, Any], choice: dict[str, Any]) -> dict[str, Any]:
+    """Token ids and logprobs as vLLM returns them with ``return_token_ids`` / ``logprobs``:
+    ``prompt_token_ids`` (top level, or on the choice), ``choices[0].token_ids`` and
+    ``choices[0].logprobs.content[].logprob``. What is missing or malformed is None."""
+    prompt = _int_list(payload.get("prompt_token_ids"))
+    if prompt is None:
+        prompt = _int_list(choice.get("prompt_token_ids"))
+    logprobs = None
+    content = (
+        (choice.get("logprobs") or {}).get("content") if isinstance(choice.get("logprobs"), dict) else None
+    )
+    if isinstance(content, list):
+        values = [e.get("logprob") if isinstance(e, dict) else None for e in content]
+        if all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+            logprobs = [float(v) for v in values]
+    return {"prompt_token_ids": prompt, "token_ids": _int_list(choice.get("token_ids")), "logprobs": logprobs}
 
 
 def _reason(exc: BaseException) -> str:

@@ -417,6 +417,7 @@ class Runner:
         error: str | None = None
         error_kind: str | None = None
         model_calls = 0
+        token_calls: list[Any] = []
         cost = 0.0
         patch, diff_truncated = "", False
         cancelled: RolloutCancelled | None = None
@@ -450,6 +451,7 @@ class Runner:
             timings["agent_s"] = round(time.monotonic() - t, 3)
             messages, steps, exit_status = result.messages, result.steps, result.exit_status
             model_calls, cost, error = result.model_calls, result.cost, result.error
+            token_calls = result.tokens
             error_kind = ERROR_KINDS.get(exit_status) if error else None
             if exit_status != "SandboxError":
                 try:
@@ -540,6 +542,15 @@ class Runner:
             attempt=task.attempt,
             steps=steps,
         )
+        if any(t is not None for t in token_calls):  # model.capture_tokens
+            self.store.append_tokens(
+                token_calls,
+                run_id=self.run_id,
+                rollout_id=rollout_id,
+                instance_id=inst.instance_id,
+                sample_index=task.sample_index,
+                attempt=task.attempt,
+            )
         self.store.append(example)
         with self._count_lock:
             c = self._counts

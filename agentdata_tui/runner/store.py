@@ -31,6 +31,7 @@ from agentdata_tui.writer import TrainingDataWriter
 EXAMPLES = "examples.jsonl"
 EVENTS = "events.jsonl"
 RUN_JSON = "run.json"
+TOKENS = "tokens.jsonl"  # per model call token ids (model.capture_tokens), keyed by rollout and step
 # An attempt ending like this runs again under --retry-errors (and on --resume with it).
 RETRYABLE_STATUSES = frozenset({"ModelError", "SandboxError", "Error"})
 
@@ -95,6 +96,7 @@ class RunStore:
         self.redact = redact or Redactor()
         self._lock = threading.Lock()
         self._fh = None
+        self._tokens_fh = None
 
     # -- run.json ---------------------------------------------------------------------
     def exists(self) -> bool:
@@ -163,11 +165,58 @@ class RunStore:
             self._fh.write(line)
             self._fh.flush()
 
+    def append_tokens(
+        self,
+        calls: list[dict[str, Any] | None],
+        *,
+        run_id: str,
+        rollout_id: str,
+        instance_id: str,
+        sample_index: int,
+        attempt: int,
+    ) -> None:
+        """A rollout's per-call token data (``model.capture_tokens``) to ``tokens.jsonl``, one
+        line per call keyed by ``rollout_id`` and ``step`` (from 0), null where the server gave
+        nothing; flushed. The runner writes them before the rollout's example line."""
+        records = [
+            {
+                "run_id": run_id,
+                "rollout_id": rollout_id,
+                "instance_id": instance_id,
+                "sample_index": sample_index,
+                "attempt": attempt,
+                "step": step,
+                "prompt_token_ids": (call or {}).get("prompt_token_ids"),
+                "token_ids": (call or {}).get("token_ids"),
+                "logprobs": (call or {}).get("logprobs"),
+            }
+            for step, call in enumerate(calls)
+        ]
+        if not records:
+            return
+        text = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records)
+        with self._lock:
+            if self._tokens_fh is None:
+                path = self.dir / TOKENS
+                torn = False
+                if path.exists() and path.stat().st_size:
+                    with open(path, "rb") as fh:
+                        fh.seek(-1, os.SEEK_END)
+                        torn = fh.read(1) != b"\n"
+                self._tokens_fh = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+                if torn:  # a killed run's torn last line stays on a line of its own
+                    self._tokens_fh.write("\n")
+            self._tokens_fh.write(text)
+            self._tokens_fh.flush()
+
     def close(self) -> None:
         with self._lock:
             if self._fh is not None:
                 self._fh.close()
                 self._fh = None
+            if self._tokens_fh is not None:
+                self._tokens_fh.close()
+                self._tokens_fh = None
 
     def scan(self) -> list[AttemptRecord]:
         """Every recorded attempt, in file order (a torn or bad line is skipped with a warning)."""

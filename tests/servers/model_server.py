@@ -316,6 +316,9 @@ class ModelServer:
         self._httpd: _Server | None = None
         self._thread: threading.Thread | None = None
         self.base_url = ""
+        # ``tokens(body, reply, payload)`` adds token ids / logprobs to a reply the way vLLM does
+        # (only when the request asks, ``return_token_ids``); None: a server without them
+        self.tokens: Callable[[dict[str, Any], Reply, dict[str, Any]], None] | None = None
 
     # -- lifecycle ---------------------------------------------------------------
     def start(self) -> ModelServer:
@@ -384,7 +387,7 @@ class ModelServer:
             message[reply.reasoning_field] = reply.reasoning_content
         if reply.tool_calls is not None:
             message["tool_calls"] = reply.tool_calls
-        return {
+        payload = {
             "id": f"chatcmpl-{self.request_count}",
             "object": "chat.completion",
             "created": int(time.time()),
@@ -399,6 +402,9 @@ class ModelServer:
                 else len(reply.content or "") // 4 + 1,
             },
         }
+        if self.tokens is not None and body.get("return_token_ids"):
+            self.tokens(body, reply, payload)
+        return payload
 
 
 class ModelServerProcess:
