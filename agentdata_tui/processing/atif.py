@@ -24,8 +24,8 @@ from typing import Any
 
 from agentdata_tui import __version__
 from agentdata_tui.atomic import atomic_writer
-from agentdata_tui.processing.export import example_ids, is_resolved
-from agentdata_tui.processing.messages import parse_arguments, split_reasoning, text_of, tool_calls_of
+from agentdata_tui.processing.export import example_ids, is_resolved, reasoning_of
+from agentdata_tui.processing.messages import parse_arguments, text_of, tool_calls_of
 from agentdata_tui.processing.select import ProgressFn
 from agentdata_tui.records import Example
 
@@ -37,11 +37,7 @@ TokenLookup = Callable[[str, int], dict[str, Any] | None]
 
 
 def _agent_step(msg: dict[str, Any], recorded: Any, model_name: str | None) -> dict[str, Any]:
-    content = text_of(msg.get("content"))
-    rc = msg.get("reasoning_content")
-    rc = rc.strip() if isinstance(rc, str) and rc.strip() else None
-    think, rest = split_reasoning(content) if content.lstrip().startswith("<think>") else (None, content)
-    reasoning = "\n\n".join(r for r in dict.fromkeys((rc, think or None)) if r)
+    reasoning, rest = reasoning_of(msg, text_of(msg.get("content")))
     step: dict[str, Any] = {"source": "agent", "message": rest, "llm_call_count": 1}
     if model_name:
         step["model_name"] = model_name

@@ -209,7 +209,7 @@ def preview_sft(examples: ExamplesArg, *, include_errors: bool = False) -> SftRe
     return report
 
 
-def _reasoning_of(msg: dict[str, Any], content: str) -> tuple[str | None, str]:
+def reasoning_of(msg: dict[str, Any], content: str) -> tuple[str | None, str]:
     """``(reasoning, rest)`` of an assistant message: its ``reasoning_content`` and a leading
     ``<think>`` block of its content (closed, or unclosed: cut at max_tokens), both kept."""
     rc = msg.get("reasoning_content")
@@ -247,7 +247,7 @@ def clean_message(
     role = role if role.__class__ is str else str(role or "")
     out: dict[str, Any] = {"role": role, "content": content}
     if role == "assistant":
-        thought, rest = _reasoning_of(msg, content)
+        thought, rest = reasoning_of(msg, content)
         if reasoning == "inline":
             out["content"] = f"<think>\n{thought}\n</think>\n\n{rest}" if thought else rest
         else:
