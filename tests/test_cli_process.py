@@ -316,7 +316,15 @@ def test_script_alias(capsys, tmp_path: Path) -> None:
 
 
 def test_help_texts(capsys) -> None:
-    for cmd in ("analyze", "filter_data", "export_sft", "export_trajectory", "merge", "show_example"):
+    for cmd in (
+        "analyze",
+        "filter_data",
+        "export_sft",
+        "export_trajectory",
+        "export_rl",
+        "merge",
+        "show_example",
+    ):
         with pytest.raises(SystemExit) as exc:
             main([cmd, "--help"])
         out = capsys.readouterr().out

@@ -234,6 +234,9 @@ def test_sft_tools_from_the_file_when_the_example_has_none(tmp_path: Path) -> No
     report = SftReport()
     export_sft(_examples(), out, report=report)
     assert report.tools_missing == 3  # said, not invented
+    # a schema recorded as a JSON string is not encoded twice
+    export_sft(_examples()[1:2], out, file_metadata={"tools": json.dumps(BASH_SCHEMA)})
+    assert json.loads(_lines(out)[0]["tools"]) == BASH_SCHEMA
 
 
 def _error_examples() -> list[Example]:

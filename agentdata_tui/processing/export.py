@@ -308,14 +308,23 @@ def sft_metadata(
 def _tools_of(ex: Example, file_metadata: dict[str, Any] | None) -> tuple[Any, bool]:
     """``(tools, missing)``: the schema offered to the model (the example's, else the file's),
     and whether a tool-call example has none recorded."""
-    tools = ex.metadata.get("tools")
+    tools = _schema(ex.metadata.get("tools"))
     if tools:
         return tools, False
     made_calls = any(m.get("tool_calls") for m in ex.messages if m.get("role") == "assistant")
     if not made_calls:
         return None, False
-    tools = (file_metadata or {}).get("tools")
+    tools = _schema((file_metadata or {}).get("tools"))
     return (tools, False) if tools else (None, True)
+
+
+def _schema(tools: Any) -> Any:
+    """A recorded tool schema as a list (one recorded as a JSON string is decoded once)."""
+    if isinstance(tools, str):
+        with contextlib.suppress(ValueError):
+            return json.loads(tools)
+        return None
+    return tools
 
 
 def _apply_system_prompt(messages: list[dict[str, Any]], system_prompt: str | bool | None) -> None:
