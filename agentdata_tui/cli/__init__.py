@@ -26,7 +26,7 @@ SCRIPT_ALIASES = (
 
 
 def build_parser() -> Parser:
-    from agentdata_tui.cli import generate, process, server, tui
+    from agentdata_tui.cli import ctl, generate, process, server, tui
 
     parser = Parser(
         prog=PROG,
@@ -38,7 +38,7 @@ def build_parser() -> Parser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="SUBCOMMAND", parser_class=Parser)
     add = make_adder(sub)
-    for module in (generate, process, tui, server):
+    for module in (generate, process, tui, server, ctl):
         module.register(add)
     return parser
 

@@ -31,15 +31,15 @@ from typing import Any
 from agentdata_tui import __version__
 from agentdata_tui.errors import UserError
 from agentdata_tui.events import EventTail, EventWriter, cut
-from agentdata_tui.interfaces import Evaluator, Model, RolloutCancelled, RolloutContext, Sandbox, SandboxError
+from agentdata_tui.interfaces import Evaluator, Model, RolloutCancelled, Sandbox
 from agentdata_tui.records import Example
+from agentdata_tui.runner.control import ControlReader, RunControl
 from agentdata_tui.runner.counts import RunCounts
+from agentdata_tui.runner.rollout import RolloutParts, execute_rollout, step_event
 from agentdata_tui.runner.spec import RunListener, RunOutcome, RunSpec, SandboxMaker, Task
 from agentdata_tui.runner.store import Redactor, RunStore
-from agentdata_tui.sandbox import tag_run
 
 log = logging.getLogger("agentdata_tui.runner")
-ERROR_KINDS = {"ModelError": "model", "SandboxError": "sandbox"}
 ENDPOINT_EVENT_S = 5.0  # how often an endpoint pool's figures go to the event log
 
 
@@ -52,12 +52,14 @@ class Runner:
         evaluator: Evaluator,
         make_sandbox: SandboxMaker,
         listeners: list[RunListener] | None = None,
+        executor: Any = None,
     ) -> None:
         self.spec = spec
         self.model = model
         self.evaluator = evaluator
         self.make_sandbox = make_sandbox
         self.listeners = list(listeners or [])
+        self.executor = executor  # None: worker threads here; else e.g. ray_executor.RayExecutor
         self.redact = Redactor(spec.secrets)
         self.store = RunStore(spec.output, self.redact)
         self.run_id = ""
@@ -89,6 +91,13 @@ class Runner:
             max_workers=max(1, min(8, spec.workers)), thread_name_prefix="sandbox-close"
         )
         self.fatal: str | None = None  # what broke the run itself, if anything
+        # Live control (``ctl``, the dashboard's keys): pause gate, workers, cancels (control.py).
+        self.control = RunControl(spec.workers)
+        self._threads: list[threading.Thread] = []
+        self._free_slots: list[int] = []
+        self._n_workers = 0  # worker threads that have not decided to end
+        self._joined = False
+        self._by_pair: dict[tuple[str, int], Task] = {}  # pairs running or queued in this session
         self._endpoints_emitted = 0.0
 
     # -- control ----------------------------------------------------------------------
@@ -103,9 +112,13 @@ class Runner:
         Called from signal handlers: the interrupt runs in a thread of its own (it takes locks).
         """
         self._stop.set()
+        threading.Thread(target=self._after_stop, name="stop-wake", daemon=True).start()
+
+    def _after_stop(self) -> None:
+        self.control.stop()  # rollouts held at the pause gate end (they take locks: not in a handler)
         interrupt = getattr(self.model, "interrupt", None)
         if callable(interrupt):
-            threading.Thread(target=interrupt, name="model-interrupt", daemon=True).start()
+            interrupt()
 
     def abort(self) -> None:
         """Immediate: kill every live sandbox now (the second Ctrl+C).
@@ -232,22 +245,25 @@ class Runner:
                 attach(self.tally)
             listener.run_started(total, len(tasks), done_before)
         log.info("run %s: %d pending of %d, %d workers", self.run_id, len(tasks), total, workers)
-        threads = [
-            threading.Thread(target=self._worker, args=(w,), name=f"rollout-worker-{w}", daemon=True)
-            for w in range(workers)
-        ]
-        for t in threads:
-            t.start()
-        # All threads exist before any works: starting a thread waits for it to run, and with
-        # the first ones busy, starting hundreds one by one would spread the start over seconds.
-        self._go.set()
+        for t in tasks:
+            self._by_pair[(t.instance.instance_id, t.sample_index)] = t
+        reader = ControlReader(self.store.dir, self._on_control, self._emit).start()
         try:
             try:
-                self._join(threads)
+                if self.executor is not None:  # e.g. Ray: rollouts on other machines, recorded here
+                    self.executor.drive(self)
+                else:
+                    self._spawn(workers)
+                    # All threads exist before any works: starting a thread waits for it to run, and
+                    # with the first ones busy, starting hundreds one by one would spread the start.
+                    self._go.set()
+                    self._join()
             except KeyboardInterrupt:  # no signal handlers installed (library use): stop gracefully
                 self.request_stop()
-                self._join(threads)
+                self._join()
         finally:
+            reader.stop()
+            self.control.stop()
             self._starter.shutdown(wait=True)
             self._closer.shutdown(wait=True)  # every sandbox is gone before the run says it ended
             stopped = self._stop.is_set()
@@ -294,17 +310,6 @@ class Runner:
             self.spec.output, self.store.dir, self.run_id, written, counts, stopped, elapsed, self.fatal
         )
 
-    def _end_model_rollout(self, ctx: RolloutContext) -> dict[str, Any]:
-        """An endpoint pool frees the rollout's place and says which endpoint(s) served it."""
-        end = getattr(self.model, "end_rollout", None)
-        if end is None:
-            return {}
-        try:
-            return dict(end(ctx) or {})
-        except Exception:  # bookkeeping must never cost a rollout
-            log.warning("model end_rollout failed:\n%s", traceback.format_exc())
-            return {}
-
     def endpoint_stats(self) -> list[dict[str, Any]] | None:
         stats = getattr(self.model, "stats", None)
         return stats() if callable(stats) else None
@@ -320,6 +325,28 @@ class Runner:
         self._endpoints_emitted = now
         self.events.emit("endpoints", endpoints=stats)
 
+    @property
+    def _parts(self) -> RolloutParts:
+        """The rollout function's parts (read each time: a caller may swap the evaluator)."""
+        return RolloutParts(
+            config=self.spec.config,
+            model=self.model,
+            evaluator=self.evaluator,
+            make_sandbox=self.make_sandbox,
+            starter=self._starter,
+            close_later=self._close_later,
+            track=self._track,
+            redact=self.redact,
+            aborting=lambda: self._aborting,
+        )
+
+    def _track(self, sandbox: Sandbox, live: bool) -> None:
+        with self._live_lock:
+            if live:
+                self._live.add(sandbox)
+            else:
+                self._live.discard(sandbox)
+
     def _close_later(self, sandbox: Sandbox) -> None:
         """Removing a sandbox (a folder, a container) is off the rollout's critical path."""
 
@@ -334,11 +361,102 @@ class Runner:
         except RuntimeError:  # the pool is shut down (the run is ending): close here
             close()
 
-    def _join(self, threads: list[threading.Thread]) -> None:
-        for t in threads:
-            while t.is_alive():
-                t.join(0.25)
-                self._tick()
+    def _spawn(self, n: int) -> None:
+        """Start ``n`` more worker threads (slot numbers reused, so dashboard rows stay few)."""
+        with self._qlock:
+            if self._joined:
+                return
+            new = []
+            for _ in range(n):
+                slot = self._free_slots.pop(0) if self._free_slots else self._n_workers
+                new.append(
+                    threading.Thread(
+                        target=self._worker, args=(slot,), name=f"rollout-worker-{slot}", daemon=True
+                    )
+                )
+                self._n_workers += 1
+            self._threads.extend(new)
+        for t in new:
+            t.start()
+
+    def _leave(self, worker: int) -> None:
+        """Under ``_qlock``: this worker thread ends (decided here, so no two count each other)."""
+        self._n_workers -= 1
+        self._free_slots.append(worker)
+        self._free_slots.sort()
+
+    def _join(self) -> None:
+        while True:
+            with self._qlock:
+                alive = [t for t in self._threads if t.is_alive()]
+                if not alive and self._n_workers == 0:
+                    self._joined = True
+                    return
+            if alive:
+                alive[0].join(0.25)
+            self._tick()
+
+    # -- live control (control.jsonl → here → a control event) ----------------------------
+    def _on_control(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        c = self.control
+        name = cmd["command"]
+        if self._stop.is_set():
+            return self._answer(False, "the run is stopping")
+        if name == "pause":
+            changed = c.pause()
+            return self._answer(
+                True, "paused: no new rollouts or model requests" if changed else "already paused"
+            )
+        if name == "resume":
+            changed = c.resume()
+            return self._answer(True, "resumed" if changed else "was not paused")
+        if name == "workers":
+            n = cmd["workers"]
+            old = c.set_workers(n)
+            with self._qlock:
+                more = min(n - self._n_workers, len(self._queue))
+            if more > 0:
+                self._spawn(more)
+            return self._answer(True, f"workers {old} → {n}")
+        if name == "cancel":
+            rid = cmd["rollout_id"]
+            if c.cancel(rid):
+                return self._answer(True, f"{rid} ends at its next step boundary (not recorded)")
+            return self._answer(False, f"no running rollout {rid!r}")
+        if name == "requeue-errors":
+            n = self._requeue_errors()
+            return self._answer(True, f"{n} errored pair(s) queued again", requeued=n)
+        return self._answer(False, f"unknown command {name!r}")
+
+    def _answer(self, ok: bool, detail: str, **extra: Any) -> dict[str, Any]:
+        return {
+            "ok": ok,
+            "detail": detail,
+            "paused": self.control.paused,
+            "workers": self.control.workers,
+            **extra,
+        }
+
+    def _requeue_errors(self) -> int:
+        """Every pair whose latest attempt is an error, not running or queued now, runs once more."""
+        by_id = {i.instance_id: i for i in self.spec.instances}
+        latest = self.store.latest()
+        added = []
+        with self._qlock:
+            for (iid, sample), rec in latest.items():
+                inst = by_id.get(iid)
+                if inst is None or not rec.retryable or (iid, sample) in self._by_pair:
+                    continue
+                task = Task(inst, sample, rec.attempt + 1)
+                self._by_pair[(iid, sample)] = task
+                self._queue.append(task)
+                added.append(task)
+            more = min(len(added), self.control.workers - self._n_workers)
+        with self._count_lock:
+            self._counts["requeued"] = self._counts.get("requeued", 0) + len(added)
+        if more > 0:
+            self._spawn(more)
+        return len(added)
 
     def _tick(self) -> None:
         self._emit_endpoints()
@@ -355,15 +473,23 @@ class Runner:
         c["success_rate"] = round(c["successful"] / n, 6) if n else 0.0
         return c
 
-    def _next_task(self) -> Task | None:
-        if self._aborting or self._stop.is_set():
-            return None
+    def _next_task(self, worker: int) -> Task | None:
+        """The next task, or None: this worker ends (stop, queue empty, or `workers N` lowered)."""
+        self.control.wait_unpaused()  # paused: no new rollout starts
         with self._qlock:
-            return self._queue.popleft() if self._queue else None
+            if (
+                self._aborting
+                or self._stop.is_set()
+                or not self._queue
+                or self._n_workers > self.control.workers
+            ):
+                self._leave(worker)
+                return None
+            return self._queue.popleft()
 
     def _worker(self, worker: int) -> None:
         self._go.wait()
-        while (task := self._next_task()) is not None:
+        while (task := self._next_task(worker)) is not None:
             while True:
                 try:
                     example = self._rollout(task, worker)
@@ -372,6 +498,8 @@ class Runner:
                         self._counts["cancelled"] += 1
                     break
                 except Exception as exc:  # the run itself is broken (e.g. the disk is full): stop it
+                    with self._qlock:
+                        self._leave(worker)
                     log.error("worker %d: %s", worker, traceback.format_exc())
                     self.fatal = self.fatal or f"{type(exc).__name__}: {exc}"
                     self.request_stop()
@@ -387,18 +515,13 @@ class Runner:
                     task = Task(task.instance, task.sample_index, task.attempt + 1)
                     continue
                 break
+            with self._qlock:
+                self._by_pair.pop((task.instance.instance_id, task.sample_index), None)
 
     # -- one rollout attempt ----------------------------------------------------------------
     def _rollout(self, task: Task, worker: int) -> Example:
-        from agentdata_tui.agent.loop import Agent  # the agent pulls in jinja2: import on first use
-
         inst = task.instance
-        with self._count_lock:
-            self._rollout_seq += 1
-            seq = self._rollout_seq
-        rollout_id = f"{self.run_id[-6:]}-{seq:05d}-{secrets.token_hex(2)}"
-        assert self.events is not None
-        events = self.events
+        rollout_id = self._new_rollout_id()
         self._emit(
             "rollout_started",
             rollout_id=rollout_id,
@@ -408,226 +531,92 @@ class Runner:
             worker=worker,
             problem_statement=cut(inst.problem_statement),
         )
+        events = self.events
+        assert events is not None
         t0 = time.monotonic()
-        started_at = _now_iso()
-        timings: dict[str, float] = {}
-        messages: list[dict[str, Any]] = []
-        steps: list[Any] = []
-        exit_status = "Error"
-        error: str | None = None
-        error_kind: str | None = None
-        model_calls = 0
-        token_calls: list[Any] = []
-        cost = 0.0
-        patch, diff_truncated = "", False
-        cancelled: RolloutCancelled | None = None
-
-        def on_step(d: dict[str, Any]) -> None:
-            d = dict(d)
-            d["assistant"] = cut(d.get("assistant"))
-            d["observation"] = cut(d.get("observation"))
-            events.emit("step", rollout_id=rollout_id, **d)
-
-        ctx = RolloutContext(inst.instance_id, task.sample_index, task.attempt, self.run_id)
-        sandbox: Sandbox | None = None
+        self.control.started(rollout_id)
         try:
-            inner = self.make_sandbox(inst, rollout_id)
-            tag_run(inner, self.run_id)
-            sandbox = _OverlappedStart(inner, timings, self._starter)
-            with self._live_lock:
-                self._live.add(sandbox)
-            sandbox.start()  # in the background: it overlaps the first model call
-            t = time.monotonic()
-            agent = Agent(
-                self.spec.config,
-                self.model,
-                sandbox,
-                instance=inst,
-                context=ctx,
-                on_step=on_step,
-                should_stop=self._stop.is_set,
+            example, tokens = execute_rollout(
+                self._parts,
+                task,
+                rollout_id,
+                self.run_id,
+                worker,
+                on_step=lambda d: events.emit("step", rollout_id=rollout_id, **step_event(d)),
+                should_stop=lambda: self._stop.is_set() or self.control.cancelled(rollout_id),
+                model=self.control.gate(self.model, rollout_id),
             )
-            result = agent.run()
-            timings["agent_s"] = round(time.monotonic() - t, 3)
-            messages, steps, exit_status = result.messages, result.steps, result.exit_status
-            model_calls, cost, error = result.model_calls, result.cost, result.error
-            token_calls = result.tokens
-            error_kind = ERROR_KINDS.get(exit_status) if error else None
-            if exit_status != "SandboxError":
-                try:
-                    patch, diff_truncated = sandbox.diff()
-                except SandboxError:
-                    if error is None:  # the sandbox broke at the very end: that is the story
-                        raise
-                    # else the agent's own error (e.g. ModelError before any command) stays the story
         except RolloutCancelled as exc:
-            cancelled = exc
-        except SandboxError as exc:
-            exit_status, error, error_kind = "SandboxError", str(exc), "sandbox"
-        except UserError as exc:  # e.g. a template that does not render: the same for every rollout
-            exit_status, error, error_kind = "Error", str(exc), None
-        except Exception as exc:
-            exit_status, error, error_kind = "Error", f"{type(exc).__name__}: {exc}", "runner"
-            log.error("rollout %s (%s) failed:\n%s", rollout_id, inst.instance_id, traceback.format_exc())
+            self._emit_cancelled(task, rollout_id, exc, by_ctl=self.control.cancelled(rollout_id))
+            raise
         finally:
-            if sandbox is not None:
-                self._close_later(sandbox)
-            routed = self._end_model_rollout(ctx)
-        if cancelled is not None or self._aborting:
-            self._emit(
-                "rollout_finished",
-                rollout_id=rollout_id,
-                instance_id=inst.instance_id,
-                sample_index=task.sample_index,
-                attempt=task.attempt,
-                exit_status="Cancelled",
-                reward=None,
-                speedup=None,
-                success=False,
-                model_calls=model_calls,
-                error=None,
-                cancelled=True,
-            )
-            raise cancelled or RolloutCancelled("aborted")
+            self.control.ended(rollout_id)
+        self.record(example, round(time.monotonic() - t0, 3), tokens)
+        return example
 
-        reward, success, speedup, eval_info = 0.0, False, None, None
-        # A rollout that failed (model, sandbox, runner) has nothing meaningful to grade.
-        if exit_status not in ("ModelError", "SandboxError", "Error"):
-            t = time.monotonic()
-            try:
-                res = self.evaluator.evaluate(
-                    inst.to_dict(), patch, run_id=self.run_id, sample_index=task.sample_index
-                )
-                reward, success, speedup, eval_info = (
-                    float(res.reward),
-                    bool(res.success),
-                    res.speedup,
-                    res.info,
-                )
-            except Exception as exc:  # eval server down, evaluation sandbox failed, ...
-                error = f"evaluation failed: {exc}"
-                error_kind = "evaluation"
-                eval_info = {"status": "error", "error": str(exc)}
-                log.warning("rollout %s: %s", rollout_id, error)
-            timings["eval_s"] = round(time.monotonic() - t, 3)
-        else:
-            eval_info = {"status": "not_evaluated", "reason": f"rollout ended with {exit_status}"}
-        elapsed = round(time.monotonic() - t0, 3)
-        timings["total_s"] = elapsed
-        example = Example(
-            instance_id=inst.instance_id,
-            problem_statement=inst.problem_statement,
-            messages=messages,
-            git_diff=patch,
-            exit_status=exit_status,
-            reward=reward,
-            speedup=speedup,
-            success=success,
-            model_calls=model_calls,
-            evaluation_info=eval_info,
-            error=self.redact(error) if error else None,
-            metadata={
-                "rollout_id": rollout_id,
-                "run_id": self.run_id,
-                "worker": worker,
-                "model_name": getattr(self.model, "name", None),
-                "started_at": started_at,
-                "timings": timings,
-                "cost": cost,
-                "git_diff_truncated": diff_truncated,
-                "error_kind": error_kind,
-                **routed,
-            },
-            sample_index=task.sample_index,
-            attempt=task.attempt,
-            steps=steps,
-        )
-        if any(t is not None for t in token_calls):  # model.capture_tokens
-            self.store.append_tokens(
-                token_calls,
-                run_id=self.run_id,
-                rollout_id=rollout_id,
-                instance_id=inst.instance_id,
-                sample_index=task.sample_index,
-                attempt=task.attempt,
-            )
-        self.store.append(example)
+    def _new_rollout_id(self) -> str:
         with self._count_lock:
-            c = self._counts
-            c["finished"] += 1
-            c["successful"] += success
-            c["errors"] += error is not None
-            c["reward_sum"] += reward
+            self._rollout_seq += 1
+            seq = self._rollout_seq
+        return f"{self.run_id[-6:]}-{seq:05d}-{secrets.token_hex(2)}"
+
+    def _emit_cancelled(
+        self, task: Task, rollout_id: str, exc: BaseException, *, by_ctl: bool = False, **extra: Any
+    ) -> None:
         self._emit(
             "rollout_finished",
             rollout_id=rollout_id,
-            instance_id=inst.instance_id,
+            instance_id=task.instance.instance_id,
             sample_index=task.sample_index,
             attempt=task.attempt,
-            exit_status=exit_status,
-            reward=reward,
-            speedup=speedup,
-            success=success,
-            model_calls=model_calls,
-            error=cut(example.error, 500) if example.error else None,
+            exit_status="Cancelled",
+            reward=None,
+            speedup=None,
+            success=False,
+            model_calls=getattr(exc, "model_calls", 0),
+            error=None,
+            cancelled=True,
+            cancelled_by="ctl" if by_ctl else "stop",
+            **extra,
+        )
+
+    def record(self, example: Example, elapsed: float, tokens: list[Any] | None = None) -> None:
+        """The driver's part of a finished attempt: append it, count it, say so, tell the listeners."""
+        if tokens and any(t is not None for t in tokens):  # model.capture_tokens
+            self.store.append_tokens(
+                tokens,
+                run_id=self.run_id,
+                rollout_id=example.metadata["rollout_id"],
+                instance_id=example.instance_id,
+                sample_index=example.sample_index,
+                attempt=example.attempt,
+            )
+        self.store.append(example)
+        error = example.error
+        with self._count_lock:
+            c = self._counts
+            c["finished"] += 1
+            c["successful"] += example.success
+            c["errors"] += error is not None
+            c["reward_sum"] += example.reward
+        self._emit(
+            "rollout_finished",
+            rollout_id=example.metadata["rollout_id"],
+            instance_id=example.instance_id,
+            sample_index=example.sample_index,
+            attempt=example.attempt,
+            exit_status=example.exit_status,
+            reward=example.reward,
+            speedup=example.speedup,
+            success=example.success,
+            model_calls=example.model_calls,
+            error=cut(error, 500) if error else None,
         )
         for listener in self.listeners:
             try:
                 listener.rollout_finished(example, elapsed)
             except Exception:  # a display problem must not cost a rollout worker
                 log.warning("progress listener failed:\n%s", traceback.format_exc())
-        return example
-
-
-class _OverlappedStart:
-    """A sandbox whose ``start`` runs in the background, so preparing it (a copy and git, or a
-    container) overlaps the first model call, which needs no sandbox. The first ``execute`` or
-    ``diff`` waits for it and raises what the start raised."""
-
-    def __init__(self, inner: Sandbox, timings: dict[str, float], pool: ThreadPoolExecutor) -> None:
-        self.inner = inner
-        self._timings = timings
-        self._pool = pool
-        self._done = threading.Event()
-        self._error: BaseException | None = None
-
-    def start(self) -> None:
-        # A pooled thread: starting a fresh one waits for it to run, which under GIL contention
-        # with hundreds of workers costs more than the model call this start hides behind.
-        try:
-            self._pool.submit(self._start)
-        except RuntimeError:  # the pool is shut down: the run is ending, start inline
-            self._start()
-
-    def _start(self) -> None:
-        t = time.monotonic()
-        try:
-            self.inner.start()
-        except BaseException as exc:
-            self._error = exc
-        finally:
-            self._timings["sandbox_start_s"] = round(time.monotonic() - t, 3)
-            self._done.set()
-
-    def _ready(self) -> None:
-        self._done.wait()
-        if self._error is not None:
-            raise self._error
-
-    def execute(self, command: str, timeout: float | None = None) -> Any:
-        self._ready()
-        return self.inner.execute(command, timeout)
-
-    def diff(self) -> tuple[str, bool]:
-        self._ready()
-        return self.inner.diff()
-
-    def close(self) -> None:
-        self._done.wait(60)  # a start still running would leave its sandbox behind
-        self.inner.close()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
 
 
 class _RedactingEventWriter(EventWriter):
