@@ -161,6 +161,21 @@ def _add_run_flags(p: argparse.ArgumentParser, *, multi: bool) -> None:
         s.add_argument(
             "--max-tasks", type=positive_int, default=None, help="at most N tasks (after the above)"
         )
+        x = p.add_argument_group("executor")
+        x.add_argument(
+            "--executor",
+            choices=["thread", "ray"],
+            default="thread",
+            help="thread: worker threads in this process (default); ray: one threaded actor per node of a "
+            "Ray cluster runs the rollouts (needs the [ray] extra), this process records them",
+        )
+        x.add_argument(
+            "--ray-address",
+            default=None,
+            metavar="ADDR",
+            help="with --executor ray: the cluster's address, e.g. 10.0.0.5:6379 or auto (default: "
+            "$RAY_ADDRESS, else a Ray started on this machine for the run)",
+        )
 
 
 def register(add) -> None:
@@ -391,6 +406,19 @@ def _generate(
         from agentdata_tui.sandbox.docker import images_needed, preflight
 
         preflight(servers, images_needed(instances, config.environment), config.environment.pull_policy)
+    executor = _executor(
+        args,
+        config=config,
+        dataset=dataset,
+        base_urls=base_urls,
+        api_key=api_key,
+        model_name=model_name,
+        environment_class=kind,
+        docker_servers=servers,
+        eval_server=eval_url,
+        eval_token=eval_token,
+        secrets=secrets,
+    )
     model = build_model(
         base_urls,
         api_key,
@@ -424,6 +452,8 @@ def _generate(
         "selection": selection,
         "generator": f"agentdata-tui {command}",
     }
+    if executor is not None:
+        metadata["executor"] = "ray"
     try:
         return execute_run(
             args,
@@ -438,9 +468,24 @@ def _generate(
             docker_servers=servers,
             eval_server=eval_url,
             eval_token=eval_token,
+            executor=executor,
         )
     finally:
         model.close()
+
+
+def _executor(args: argparse.Namespace, **recipe: Any):
+    """``--executor ray``: the Ray executor over the run's parts (Ray is imported only then)."""
+    if getattr(args, "executor", "thread") != "ray":
+        if getattr(args, "ray_address", None):
+            raise UserError("--ray-address is for --executor ray")
+        return None
+    from agentdata_tui.runner.ray_executor import PartsRecipe, RayExecutor, import_ray
+
+    import_ray()  # a clear one-line error when the extra is not installed
+    temperature, max_tokens = args.temperature, args.max_tokens
+    parts = PartsRecipe(temperature=temperature, max_tokens=max_tokens, **recipe)
+    return RayExecutor(args.ray_address or os.environ.get("RAY_ADDRESS") or None, parts)
 
 
 def _probe_model_servers(base_urls: list[str], api_key: str | None) -> None:
@@ -491,6 +536,7 @@ def execute_run(
     eval_server: str | None,
     eval_token: str | None,
     progress_stream=None,
+    executor=None,
 ) -> int:
     """Run the core runner with progress, log, signals; print where the data is."""
     from agentdata_tui.agent.templates import validate_templates
@@ -515,6 +561,7 @@ def execute_run(
             "base_url",
             "selection",
             "demo",
+            "executor",
         )
         if k in metadata
     }
@@ -542,7 +589,9 @@ def execute_run(
     make = sandbox_maker(dataset, config, environment_class=environment_class, docker_servers=docker_servers)
     evaluator = evaluator_for(eval_server, make, token=eval_token, pool_size=args.workers)
     listeners = [make_progress(progress_stream), LogListener()]
-    runner = Runner(spec, model=model, evaluator=evaluator, make_sandbox=make, listeners=listeners)
+    runner = Runner(
+        spec, model=model, evaluator=evaluator, make_sandbox=make, listeners=listeners, executor=executor
+    )
     with graceful_signals(runner):
         outcome = runner.run()
     run_dir = outcome.run_dir

@@ -1,0 +1,482 @@
+"""Past one machine: rollouts on a Ray cluster (issue 13 §4), ``--executor ray --ray-address ADDR``.
+
+- Ray is an optional extra (``pip install 'agentdata-tui[ray]'``), imported only here, only
+  when a run asks for it.
+- **The driver (this process) stays the only writer** of the run store and the event log: the
+  rollouts run in **one threaded actor per node** (its concurrency = that node's share of the
+  workers), calling :func:`~agentdata_tui.runner.rollout.execute_rollout` — the same function
+  as the thread executor — and return the example; the driver records it.
+- Results stream back with ``ray.wait``; a rollout's steps come back every ~0.5 s
+  (``drain``) and with its result, so the dashboard follows rollouts on every node.
+- Ray's own retries are off (``max_restarts=0``, ``max_task_retries=0``): when an actor or its
+  node dies, the driver re-queues the rollouts that were in flight there (a ``Cancelled``
+  event with ``lost: true``, counted in ``requeued_lost``, apart from ``--retry-errors``; the
+  attempt number stays, since nothing was recorded) — nothing lost, nothing recorded twice.
+  A node that joins gets an actor.
+- Sandboxes are made on the node that runs the rollout: ``local`` in that node's temp folder
+  (the dataset's ``repo_path`` folders must exist there at the same path), ``docker`` with that
+  node's own Docker daemon.
+- Pause, resume, cancel and stop reach the actors (each holds a :class:`RunControl`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from agentdata_tui.errors import UserError
+from agentdata_tui.interfaces import RolloutCancelled
+from agentdata_tui.runner.control import RunControl
+from agentdata_tui.runner.rollout import RolloutParts, execute_rollout, step_event
+from agentdata_tui.runner.spec import Task
+
+log = logging.getLogger("agentdata_tui.runner")
+DRAIN_S = 0.5
+NODE_CHECK_S = 2.0
+
+
+def import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise UserError(
+            "--executor ray needs Ray: pip install 'agentdata-tui[ray]' (on the driver and every node)"
+        ) from None
+    return ray
+
+
+@dataclass
+class PartsRecipe:
+    """How to build a rollout's parts on a node (the parts themselves hold sockets and threads).
+
+    Travels to the actors through Ray's object store, API key and eval token included (they
+    never reach a file or a log)."""
+
+    config: Any
+    dataset: Any
+    base_urls: list[str]
+    api_key: str | None
+    model_name: str
+    temperature: float | None = None
+    max_tokens: int | None = None
+    environment_class: str | None = None
+    docker_servers: list[str] = field(default_factory=list)
+    eval_server: str | None = None
+    eval_token: str | None = None
+    secrets: list[str] = field(default_factory=list)
+
+    def build(self, workers: int) -> tuple[RolloutParts, ThreadPoolExecutor]:
+        from agentdata_tui.model.pool import build_model
+        from agentdata_tui.runner.components import evaluator_for, sandbox_maker
+        from agentdata_tui.runner.store import Redactor
+
+        model = build_model(
+            self.base_urls,
+            self.api_key,
+            self.model_name,
+            self.config.model,
+            temperature=self.temperature,
+            max_tokens=self.max_tokens,
+            pool_size=workers,
+        )
+        make = sandbox_maker(
+            self.dataset,
+            self.config,
+            environment_class=self.environment_class,
+            docker_servers=self.docker_servers,
+        )
+        evaluator = evaluator_for(self.eval_server, make, token=self.eval_token, pool_size=workers)
+        closer = ThreadPoolExecutor(max_workers=max(1, min(8, workers)), thread_name_prefix="sandbox-close")
+
+        def close_later(sb) -> None:
+            def close() -> None:
+                with contextlib.suppress(Exception):
+                    sb.close()
+
+            try:
+                closer.submit(close)
+            except RuntimeError:
+                close()
+
+        starter = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="sandbox-start")
+        parts = RolloutParts(
+            config=self.config,
+            model=model,
+            evaluator=evaluator,
+            make_sandbox=make,
+            starter=starter,
+            close_later=close_later,
+            redact=Redactor(self.secrets),
+        )
+        return parts, closer
+
+
+class RolloutActor:
+    """Runs rollouts on one node, in threads (a threaded actor); writes nothing."""
+
+    def __init__(self, recipe: PartsRecipe, run_id: str, workers: int) -> None:
+        import socket
+
+        self.run_id = run_id
+        self.parts, self._closer = recipe.build(workers)
+        self.control = RunControl(workers)
+        self._steps: dict[str, list[dict[str, Any]]] = {}
+        self._lock = threading.Lock()
+        self.host = socket.gethostname()
+        self.node_id = import_ray().get_runtime_context().get_node_id()
+
+    def where(self) -> dict[str, Any]:
+        import os
+
+        ray = import_ray()
+        return {"node_id": ray.get_runtime_context().get_node_id(), "host": self.host, "pid": os.getpid()}
+
+    def run(self, task: Task, rollout_id: str, worker: int) -> dict[str, Any]:
+        def on_step(d: dict[str, Any]) -> None:
+            with self._lock:
+                self._steps.setdefault(rollout_id, []).append(step_event(d))
+
+        self.control.started(rollout_id)
+        t0 = time.monotonic()
+        try:
+            example = execute_rollout(
+                self.parts,
+                task,
+                rollout_id,
+                self.run_id,
+                worker,
+                on_step=on_step,
+                should_stop=lambda: self.control.cancelled(rollout_id) or self.control._stopped,
+                model=self.control.gate(self.parts.model, rollout_id),
+                extra_metadata={"node": self.node_id[:12], "host": self.host},
+            )
+            out: dict[str, Any] = {"example": example}
+        except RolloutCancelled as exc:
+            out = {"cancelled": True, "model_calls": getattr(exc, "model_calls", 0)}
+        finally:
+            self.control.ended(rollout_id)
+            with self._lock:
+                out_steps = self._steps.pop(rollout_id, [])
+        out["steps"] = out_steps
+        out["elapsed"] = round(time.monotonic() - t0, 3)
+        return out
+
+    def drain(self) -> list[tuple[str, dict[str, Any]]]:
+        with self._lock:
+            steps, self._steps = self._steps, {}
+        return [(rid, d) for rid, ds in steps.items() for d in ds]
+
+    def pause(self) -> None:
+        self.control.pause()
+
+    def resume(self) -> None:
+        self.control.resume()
+
+    def cancel(self, rollout_id: str) -> bool:
+        return self.control.cancel(rollout_id)
+
+    def stop(self) -> None:
+        self.control.stop()
+
+    def close(self) -> None:
+        self.control.stop()
+        with contextlib.suppress(Exception):
+            self.parts.model.close()
+        self._closer.shutdown(wait=True)
+        self.parts.starter.shutdown(wait=False)
+
+
+@dataclass
+class _Node:
+    node_id: str
+    handle: Any
+    host: str = ""
+    capacity: int = 0
+    running: int = 0
+    alive: bool = True
+
+
+@dataclass
+class _Flight:
+    task: Task
+    rollout_id: str
+    worker: int
+    node: _Node
+    t0: float
+
+
+class RayExecutor:
+    """Drives a :class:`~agentdata_tui.runner.runner.Runner`'s queue on a Ray cluster."""
+
+    def __init__(
+        self,
+        address: str | None,
+        recipe: PartsRecipe,
+        *,
+        init_kwargs: dict[str, Any] | None = None,
+        max_concurrency: int | None = None,
+    ) -> None:
+        self.address = address
+        self.recipe = recipe
+        self.init_kwargs = dict(init_kwargs or {})
+        self.max_concurrency = max_concurrency
+        self.nodes: dict[str, _Node] = {}
+        self.lost = 0
+        self._inflight: dict[Any, _Flight] = {}
+        self._free_workers: list[int] = []
+        self._next_worker = 0
+        self._paused_sent = False
+        self._stop_sent = False
+        self._ray = None
+
+    # -- cluster ------------------------------------------------------------------------
+    def _connect(self) -> None:
+        ray = import_ray()
+        self._ray = ray
+        if not ray.is_initialized():
+            try:
+                ray.init(
+                    address=self.address,
+                    log_to_driver=False,
+                    configure_logging=False,
+                    **self.init_kwargs,
+                )
+            except Exception as exc:  # ConnectionError, ValueError, ...: the user's address
+                raise UserError(
+                    f"--ray-address {self.address}: cannot connect to the Ray cluster ({exc})"
+                ) from None
+            self._owns_ray = True
+        else:
+            self._owns_ray = False
+
+    def _sync_nodes(self, runner, workers: int) -> None:
+        """An actor on every alive node; capacities = the workers spread over them."""
+        ray = self._ray
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        alive = {n["NodeID"]: n for n in ray.nodes() if n.get("Alive")}
+        for node_id, node in list(self.nodes.items()):
+            if node.alive and node_id not in alive:
+                node.alive = False
+        concurrency = self.max_concurrency or max(workers, 1) + 8
+        actor_cls = ray.remote(RolloutActor)
+        for node_id in alive:
+            if node_id in self.nodes:
+                continue
+            handle = actor_cls.options(
+                num_cpus=0,
+                max_concurrency=concurrency,
+                max_restarts=0,  # Ray's own retries are off: a lost rollout is re-queued here, once
+                max_task_retries=0,
+                scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node_id, soft=False),
+            ).remote(self.recipe, runner.run_id, workers)
+            self.nodes[node_id] = _Node(node_id, handle, host=alive[node_id].get("NodeManagerHostname", ""))
+            log.info("ray: an actor on node %s", node_id[:12])
+            if self._paused_sent:
+                handle.pause.remote()
+        live = [n for n in self.nodes.values() if n.alive]
+        if not live:
+            raise UserError("the Ray cluster has no alive node to run rollouts on")
+        share, extra = divmod(workers, len(live))
+        for i, node in enumerate(sorted(live, key=lambda n: n.node_id)):
+            node.capacity = share + (1 if i < extra else 0)
+
+    def _node_died(self, node: _Node, why: str) -> None:
+        if node.alive:
+            node.alive = False
+            log.warning(
+                "ray: the actor on node %s is gone (%s); its rollouts go back to the queue",
+                node.node_id[:12],
+                why,
+            )
+
+    # -- the loop -----------------------------------------------------------------------
+    def drive(self, runner) -> None:
+        self._connect()
+        ray = self._ray
+        control = runner.control
+        self._sync_nodes(runner, control.workers)
+        last_nodes = last_drain = time.monotonic()
+        target = control.workers
+        try:
+            while True:
+                stopping = runner._stop.is_set()
+                if stopping and not self._stop_sent:
+                    self._stop_sent = True
+                    self._broadcast("stop")
+                if control.paused != self._paused_sent:
+                    self._paused_sent = control.paused
+                    self._broadcast("pause" if control.paused else "resume")
+                now = time.monotonic()
+                if control.workers != target or now - last_nodes > NODE_CHECK_S:
+                    target = control.workers
+                    self._sync_nodes(runner, target)
+                    last_nodes = now
+                if not stopping and not control.paused:
+                    self._submit(runner)
+                with runner._qlock:
+                    queued = len(runner._queue)
+                if not self._inflight and (stopping or queued == 0):
+                    break
+                if not self._inflight:  # paused, or no node has room: wait for a change
+                    time.sleep(0.1)
+                    runner._tick()
+                    continue
+                ready, _ = ray.wait(list(self._inflight), num_returns=1, timeout=0.25)
+                if ready:  # take every other result that is ready too
+                    ready, _ = ray.wait(list(self._inflight), num_returns=len(self._inflight), timeout=0)
+                if time.monotonic() - last_drain > DRAIN_S:
+                    self._drain(runner)
+                    last_drain = time.monotonic()
+                for ref in ready:
+                    self._collect(runner, ref)
+                self._forward_cancels(runner)
+                runner._tick()
+        finally:
+            for node in self.nodes.values():
+                if node.alive:
+                    with contextlib.suppress(Exception):
+                        ray.get(node.handle.close.remote(), timeout=30)
+                with contextlib.suppress(Exception):
+                    ray.kill(node.handle)
+            if getattr(self, "_owns_ray", False):
+                with contextlib.suppress(Exception):
+                    ray.shutdown()
+
+    def _broadcast(self, method: str) -> None:
+        for node in self.nodes.values():
+            if node.alive:
+                with contextlib.suppress(Exception):
+                    getattr(node.handle, method).remote()
+
+    def _worker_slot(self) -> int:
+        if self._free_workers:
+            return self._free_workers.pop(0)
+        self._next_worker += 1
+        return self._next_worker - 1
+
+    def _submit(self, runner) -> None:
+        for node in sorted((n for n in self.nodes.values() if n.alive), key=lambda n: n.running - n.capacity):
+            while node.running < node.capacity:
+                with runner._qlock:
+                    if not runner._queue:
+                        return
+                    task = runner._queue.popleft()
+                rollout_id = runner._new_rollout_id()
+                worker = self._worker_slot()
+                runner._emit(
+                    "rollout_started",
+                    rollout_id=rollout_id,
+                    instance_id=task.instance.instance_id,
+                    sample_index=task.sample_index,
+                    attempt=task.attempt,
+                    worker=worker,
+                    node=node.node_id[:12],
+                    host=node.host,
+                    problem_statement=_cut(task.instance.problem_statement),
+                )
+                runner.control.started(rollout_id)
+                ref = node.handle.run.remote(task, rollout_id, worker)
+                self._inflight[ref] = _Flight(task, rollout_id, worker, node, time.monotonic())
+                node.running += 1
+
+    def _drain(self, runner) -> None:
+        ray = self._ray
+        refs = {n.handle.drain.remote(): n for n in self.nodes.values() if n.alive}
+        if not refs:
+            return
+        ready, _ = ray.wait(list(refs), num_returns=len(refs), timeout=2.0)
+        for ref in ready:
+            try:
+                steps = ray.get(ref)
+            except Exception as exc:
+                self._node_died(refs[ref], type(exc).__name__)
+                continue
+            for rid, d in steps:
+                runner.events.emit("step", rollout_id=rid, **d)
+
+    def _forward_cancels(self, runner) -> None:
+        for flight in self._inflight.values():
+            if runner.control.cancelled(flight.rollout_id) and not getattr(flight, "cancel_sent", False):
+                flight.cancel_sent = True  # type: ignore[attr-defined]
+                with contextlib.suppress(Exception):
+                    flight.node.handle.cancel.remote(flight.rollout_id)
+
+    def _collect(self, runner, ref) -> None:
+        ray = self._ray
+        flight = self._inflight.pop(ref)
+        flight.node.running -= 1
+        self._free_workers.append(flight.worker)
+        self._free_workers.sort()
+        task, rid = flight.task, flight.rollout_id
+        try:
+            out = ray.get(ref)
+        except ray.exceptions.RayTaskError as exc:  # our code failed on the node: the run is broken
+            runner.control.ended(rid)
+            log.error("rollout %s failed on its node:\n%s", rid, exc)
+            runner.fatal = runner.fatal or f"rollout failed on a Ray node: {str(exc).splitlines()[0]}"
+            runner.request_stop()
+            return
+        except Exception as exc:  # the actor or its node died: the rollout never ended, run it again
+            runner.control.ended(rid)
+            self._node_died(flight.node, type(exc).__name__)
+            self.lost += 1
+            with runner._count_lock:
+                runner._counts["requeued_lost"] = runner._counts.get("requeued_lost", 0) + 1
+            runner._emit_cancelled(
+                task, rid, exc, lost=True, reason=f"{type(exc).__name__}: node or actor died"
+            )
+            with runner._qlock:
+                runner._queue.appendleft(task)  # same attempt: nothing was recorded
+            return
+        for d in out.get("steps", []):
+            runner.events.emit("step", rollout_id=rid, **d)
+        by_ctl = runner.control.cancelled(rid)
+        runner.control.ended(rid)
+        if out.get("cancelled"):
+            with runner._count_lock:
+                runner._counts["cancelled"] += 1
+            runner._emit_cancelled(task, rid, _Calls(out.get("model_calls", 0)), by_ctl=by_ctl)
+            return
+        example = out["example"]
+        try:
+            runner.record(example, out.get("elapsed", 0.0))
+        except Exception as exc:  # e.g. the disk is full: the run itself is broken
+            log.error("recording %s: %s", rid, traceback.format_exc())
+            runner.fatal = runner.fatal or f"{type(exc).__name__}: {exc}"
+            runner.request_stop()
+            return
+        if (
+            example.error is not None
+            and (example.metadata or {}).get("error_kind")
+            and task.attempt < 1 + runner.spec.retry_errors
+            and not runner._stop.is_set()
+        ):
+            with runner._count_lock:
+                runner._counts["retried"] += 1
+            with runner._qlock:
+                runner._queue.appendleft(Task(task.instance, task.sample_index, task.attempt + 1))
+            return
+        with runner._qlock:
+            runner._by_pair.pop((task.instance.instance_id, task.sample_index), None)
+
+
+class _Calls(Exception):
+    def __init__(self, n: int) -> None:
+        super().__init__("cancelled")
+        self.model_calls = n
+
+
+def _cut(text: str | None) -> str:
+    from agentdata_tui.events import cut
+
+    return cut(text)
+
+
+__all__ = ["PartsRecipe", "RayExecutor", "RolloutActor"]
