@@ -12,9 +12,10 @@
   latency, rollouts on it, rollouts moved away, health — for ``run.json`` and the dashboard.
 
 Each endpoint is an :class:`~agentdata_tui.model.client.OpenAIModel` with no retries of its
-own: the pool retries across endpoints, with the config's ``max_retries`` as the number of
-rounds in which every endpoint was down (backoff between rounds), so one dead server costs a
-rollout a reconnect, not minutes of backoff.
+own: the pool retries across endpoints, so one dead server costs a rollout a reconnect, not
+minutes of backoff. While every endpoint is down, a request waits for one to come back (backing
+off) until ``model.retry_budget_s`` is spent (or ``model.max_retries`` such rounds, when the
+config sets it), as the single-endpoint client does.
 """
 
 from __future__ import annotations
@@ -119,7 +120,8 @@ class EndpointPool:
             raise ValueError("an endpoint pool needs at least one base URL")
         self.name = model_name
         self.config = config
-        self.max_rounds = config.max_retries
+        self.retry_budget_s = float(config.retry_budget_s)
+        self.max_rounds = config.max_retries if "max_retries" in config.model_fields_set else None
         self.probe_min_s = probe_min_s
         self.probe_max_s = probe_max_s
         self._key = api_key
@@ -207,6 +209,7 @@ class EndpointPool:
     ) -> ModelResponse:
         key = rollout_key(context)
         rounds = 0
+        started = time.monotonic()
         last = ""
         while True:
             if self._closed.is_set():
@@ -215,10 +218,11 @@ class EndpointPool:
                 ep = self._pick(key)
                 if ep is None:
                     rounds += 1
-                    if rounds > self.max_rounds:
+                    left = self.retry_budget_s - (time.monotonic() - started)
+                    if left <= 0 or (self.max_rounds is not None and rounds > self.max_rounds):
                         break
                     # Every endpoint is down: wait for one to come back (or a backoff round).
-                    self._changed.wait(min(self.probe_max_s, self.probe_min_s * 2**rounds))
+                    self._changed.wait(min(left, self.probe_max_s, self.probe_min_s * 2**rounds))
                     continue
                 ep.in_flight += 1
                 ep.requests += 1
@@ -250,7 +254,7 @@ class EndpointPool:
             return resp
         n = len(self.endpoints)
         raise ModelError(
-            f"all {n} model endpoints failed ({self.max_rounds} rounds of retries); last: {last}"
+            f"all {n} model endpoints failed (down for {time.monotonic() - started:.0f}s, {rounds} rounds); last: {last}"
         )
 
     def end_rollout(self, context: RolloutContext | None) -> dict[str, Any]:
