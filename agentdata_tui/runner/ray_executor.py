@@ -145,7 +145,7 @@ class RolloutActor:
         self.control.started(rollout_id)
         t0 = time.monotonic()
         try:
-            example = execute_rollout(
+            example, tokens = execute_rollout(
                 self.parts,
                 task,
                 rollout_id,
@@ -156,7 +156,7 @@ class RolloutActor:
                 model=self.control.gate(self.parts.model, rollout_id),
                 extra_metadata={"node": self.node_id[:12], "host": self.host},
             )
-            out: dict[str, Any] = {"example": example}
+            out: dict[str, Any] = {"example": example, "tokens": tokens}
         except RolloutCancelled as exc:
             out = {"cancelled": True, "model_calls": getattr(exc, "model_calls", 0)}
         finally:
@@ -446,7 +446,7 @@ class RayExecutor:
             return
         example = out["example"]
         try:
-            runner.record(example, out.get("elapsed", 0.0))
+            runner.record(example, out.get("elapsed", 0.0), out.get("tokens"))
         except Exception as exc:  # e.g. the disk is full: the run itself is broken
             log.error("recording %s: %s", rid, traceback.format_exc())
             runner.fatal = runner.fatal or f"{type(exc).__name__}: {exc}"
