@@ -281,10 +281,31 @@ async def test_an_early_runner_exit_comes_back_to_the_form_with_its_error(
             )
             assert app.screen is screen  # still the form, not a dashboard on nothing
             text = _form_text(screen)
-            assert "exited with code 2 before starting" in text
+            assert "exited with code 2 before it got going" in text
             assert "problem_statement" in text and "tasks.json" in text  # the runner's own words, in full
             assert not screen.query_one("#start").disabled
             assert screen.process.poll() == 2
+
+
+@pytest.mark.slow
+@run_async
+async def test_a_runner_dying_before_any_rollout_finished_comes_back_to_the_form(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It had started (the dashboard was open) but no rollout ended: nothing to watch."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    monkeypatch.chdir(tmp_path)
+    with ModelServer(ScriptedResponder({}, default=[DONE]), latency=60) as server:
+        app = _launch_app(tmp_path, server.base_url, tmp_path / "out.json")
+        async with app.run_test(size=(120, 40)) as pilot:
+            screen = app.screen
+            await pilot.press("ctrl+s")
+            await wait_until(pilot, lambda: isinstance(app.screen, DashboardScreen), timeout=60)
+            await dashboard_caught_up(pilot)
+            screen.process.kill()  # SIGKILL: no run_finished, no last words
+            await wait_until(pilot, lambda: app.screen is screen, timeout=30, what="the form again")
+            assert "exited with code -9" in _form_text(screen)
+            assert not screen.query_one("#start").disabled
 
 
 @pytest.mark.slow

@@ -78,11 +78,15 @@ class DashboardScreen(Screen[None]):
         process: Any = None,
         poll_interval: float = 0.2,
         newer_than: float | None = None,
+        on_early_exit: Any = None,
     ) -> None:
+        """``on_early_exit(returncode, log_tail)``: the launch screen's way back to the form when
+        the run it started exits with an error before finishing any rollout."""
         super().__init__()
         self.run_dir = Path(run_dir)
         self.process = process
         self.newer_than = newer_than
+        self.on_early_exit = on_early_exit
         self.poll_interval = poll_interval
         self.state: DashboardState | None = None
         self.painted_events = -1
@@ -171,7 +175,9 @@ class DashboardScreen(Screen[None]):
                 if events:
                     self.post_message(EventsBatch(events))
                     continue
-                self.post_message(RunProcessExited(self.process.returncode, log_tail(self._log_path())))
+                self.post_message(
+                    RunProcessExited(self.process.returncode, log_tail(self._log_path(), lines=40))
+                )
                 return
             self._stop.wait(self.poll_interval)
 
@@ -203,8 +209,16 @@ class DashboardScreen(Screen[None]):
         if self.state.run_finished is not None or self._process_reported:
             return
         self._process_reported = True
+        early = not self.state.finished_seen
+        if message.returncode != 0 and not self._stop_sent and early and self.on_early_exit is not None:
+            # Nothing to watch: back to the form, with the runner's reason in full.
+            callback = self.on_early_exit
+            self.app.pop_screen()
+            callback(message.returncode, message.log_tail)
+            return
         if message.returncode != 0 and not self._stop_sent:
-            text = f"The run exited with code {message.returncode} before finishing. {message.log_tail}"
+            tail = "\n".join(message.log_tail.splitlines()[-8:])
+            text = f"The run exited with code {message.returncode} before finishing:\n{tail}"
             self.query_one("#run-alert", Label).update(Text(text.strip(), style="bold red"))
             self.query_one("#run-alert", Label).add_class("shown")
             self.notify(

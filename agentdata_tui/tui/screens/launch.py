@@ -503,12 +503,22 @@ class LaunchScreen(Screen[None]):
         from agentdata_tui.tui.screens.dashboard import DashboardScreen
 
         self._busy(False, " ")
-        self.app.push_screen(DashboardScreen(self._run_dir, process=self.process, newer_than=self._started))
+        self.app.push_screen(
+            DashboardScreen(
+                self._run_dir,
+                process=self.process,
+                newer_than=self._started,
+                on_early_exit=self._exited_early,
+            )
+        )
+
+    def _exited_early(self, returncode: int, tail: str) -> None:
+        self.on_run_process_exited(RunProcessExited(returncode, tail))
 
     def on_run_process_exited(self, message: RunProcessExited) -> None:
         """The runner gave up before starting: its reason, whole, where the user can act on it."""
         self._busy(False)
-        head = Text(f"✗ The run exited with code {message.returncode} before starting:", style="bold red")
+        head = Text(f"✗ The run exited with code {message.returncode} before it got going:", style="bold red")
         body = Text(message.log_tail or "(it wrote nothing to its log)", style="red")
         where = Text(f"(log: {self._run_dir / 'tui-launch.log'})", style="dim")
         self._form_message(Text("\n").join([head, body, where]))
