@@ -382,3 +382,30 @@ def test_secret_looking_metadata_is_not_carried_over(capsys, tmp_path: Path) -> 
     for out in outs:
         text = out.read_text()
         assert "SECRET" not in text and '"max_tokens": 8000' in text
+
+
+def test_export_sft_says_when_it_moves_a_line(
+    capsys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A mixed file whose first tool-call conversation lies beyond datasets' first block (10 MB,
+    scaled down here) gets that conversation as line 1, and the command says so."""
+    from agentdata_tui.processing import export as export_module
+
+    monkeypatch.setattr(export_module, "DATASETS_FIRST_BLOCK", 100)
+    raw = seed_examples()
+    text = [e for e in raw if not any(m.get("tool_calls") for m in e["messages"])]
+    tool = [e for e in raw if any(m.get("tool_calls") for m in e["messages"])]
+    data = write_fast_file(tmp_path / "in.json", [*text, *tool])
+    out = tmp_path / "sft.jsonl"
+    code, _, err = run_cli(capsys, "export_sft", "--input", str(data), "--output", str(out))
+    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    assert (
+        code == 0
+        and f"example {len(text) + 1} (the first tool-call conversation) is written as line 1" in err
+    )
+    assert any("tool_calls" in m for m in lines[0]["messages"])
+    assert [x["metadata"]["instance_id"] for x in lines[1:]] == [e["instance_id"] for e in [*text, *tool[1:]]]
+    assert (
+        json.loads((tmp_path / "sft.jsonl.meta.json").read_text())["counts"]["first_line_from"]
+        == len(text) + 1
+    )

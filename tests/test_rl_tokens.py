@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import yaml
 from servers.model_server import ModelServer, Reply, ScriptedResponder
+from test_atif import _validate as validate_with_harbor
 from test_runner import write_dataset
 
 from agentdata_tui.cli import main
@@ -216,6 +217,7 @@ def test_tokens_sidecar_and_export_rl_sequence_mask_token_by_token(tmp_path: Pat
     assert [s["metrics"]["completion_token_ids"] for s in agent_steps] == [c["completion"] for c in calls]
     assert [s["metrics"]["prompt_token_ids"] for s in agent_steps] == [c["prompt"] for c in calls]
     assert agent_steps[0]["metrics"]["logprobs"] == calls[0]["logprobs"]
+    assert validate_with_harbor(atif) == 2  # Harbor's own models take the token ids too
 
 
 def test_templates_that_drop_reasoning_give_per_call_records(tmp_path: Path, capsys) -> None:

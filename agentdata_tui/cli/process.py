@@ -234,6 +234,12 @@ def cmd_export_sft(args: argparse.Namespace) -> int:
             f"export_sft: {report.tools_missing:,} tool-call examples have no recorded tool schema (tools: null)",
             file=sys.stderr,
         )
+    if report.first_line_from is not None:
+        print(
+            f"export_sft: example {report.first_line_from:,} (the first tool-call conversation) is written as "
+            "line 1, so that datasets sees both conversation shapes in the first block it reads",
+            file=sys.stderr,
+        )
     print(f"export_sft: criteria and counts -> {meta_path(args.output)}", file=sys.stderr)
     return 0
 
