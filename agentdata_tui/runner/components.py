@@ -6,6 +6,7 @@ the same path through the core.
 
 from __future__ import annotations
 
+import os
 import threading
 
 from agentdata_tui.config import Config
@@ -33,16 +34,23 @@ def sandbox_maker(
         threading.Thread(target=sweep_orphans, name="sandbox-sweep", daemon=True).start()
     servers = list(docker_servers or [])
 
-    def make(inst: Instance, rollout_id: str) -> Sandbox:
+    def make(inst: Instance, rollout_id: str, *, diff_base: bool = True) -> Sandbox:
         ctx = SandboxContext(
             run_id=run_id,
             rollout_id=rollout_id,
             repo_dir=dataset.repo_dir(inst),
             docker_servers=servers,
             environment_class=kind,
+            diff_base=diff_base,
         )
         return make_sandbox(inst, config.environment, ctx)
 
+    make.takes_diff_base = True  # type: ignore[attr-defined]
+    # Local sandboxes are prepared by this machine's CPUs (a copy, git): with a thousand rollouts
+    # starting at once, a few at a time finish the first ones early instead of all of them late.
+    # Containers wait on a Docker daemon, not on our CPUs: no bound beyond the workers.
+    if kind == "local":
+        make.start_concurrency = max(8, 4 * (os.cpu_count() or 1))  # type: ignore[attr-defined]
     return make
 
 
@@ -56,8 +64,12 @@ def evaluator_for(
     """``local`` → the built-in evaluator in a fresh sandbox of the run's kind; else the eval server."""
     counter = {"n": 0}
 
+    takes_diff_base = getattr(make, "takes_diff_base", False)
+
     def factory(inst: Instance) -> Sandbox:
         counter["n"] += 1
+        if takes_diff_base:  # the evaluator never asks an evaluation sandbox for its diff
+            return make(inst, f"eval-{counter['n']:05d}", diff_base=False)
         return make(inst, f"eval-{counter['n']:05d}")
 
     return make_evaluator(eval_server, factory, token=token, pool_size=pool_size)

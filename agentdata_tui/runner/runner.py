@@ -83,8 +83,11 @@ class Runner:
         }
         self._count_lock = threading.Lock()
         self._rollout_seq = 0
+        # Sandbox preparation runs behind each rollout's first model call, a bounded number at a
+        # time when the maker says its starts cost this machine's CPU (local copies).
+        starts = getattr(make_sandbox, "start_concurrency", None) or spec.workers
         self._starter = ThreadPoolExecutor(
-            max_workers=max(1, spec.workers), thread_name_prefix="sandbox-start"
+            max_workers=max(1, min(spec.workers, starts)), thread_name_prefix="sandbox-start"
         )
         self._go = threading.Event()
         self._closer = ThreadPoolExecutor(

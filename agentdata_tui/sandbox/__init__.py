@@ -33,6 +33,9 @@ class SandboxContext:
     repo_dir: Path | None = None  # local sandbox: the instance's repo_path, resolved
     docker_servers: list[str] = field(default_factory=list)  # HOST:PORT, for docker_remote
     environment_class: str = "local"
+    # False for an evaluation sandbox: nothing will ask for its diff, so no base tree is taken
+    # (a local copy then costs one shell and ``git init``, not also ``git add -A`` of the tree).
+    diff_base: bool = True
 
 
 def resolve_class(name: str) -> type:

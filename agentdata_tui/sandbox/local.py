@@ -107,13 +107,15 @@ class LocalSandbox:
             'mkdir "$ROOT/home"'
             + ' && mkdir "$ROOT/repo"'
             # "$SRC/." copies the folder's contents even when repo_path is a symlink to it.
-            + (' && cp -a "$SRC/." "$ROOT/repo/"' if self.repo_src is not None else "")
+            # --reflink=auto: a copy-on-write clone where the file system can (btrfs, xfs).
+            + (' && cp -a --reflink=auto "$SRC/." "$ROOT/repo/"' if self.repo_src is not None else "")
             + ' && printf "%s" "$EXCLUDES" > "$ROOT/diff-excludes" && cd "$ROOT/repo"'
             # A .git *file* points into another repository (a worktree, a submodule): never write there.
             + " && { [ ! -f .git ] || rm -f .git; } && { [ -d .git ] || git init -q --template=; }"
         )
         snapshot_now = not self.instance.setup_command
-        if snapshot_now:
+        want_base = getattr(self.context, "diff_base", True)
+        if snapshot_now and want_base:
             script += " && " + _SNAPSHOT
         src = str(self.repo_src.resolve()) if self.repo_src is not None else ""
         out = self._sh(script, SRC=src, EXCLUDES=DIFF_EXCLUDES)
@@ -125,8 +127,10 @@ class LocalSandbox:
                 why = "timed out" if res.timed_out else f"exited with {res.returncode}"
                 tail = res.output[-500:].strip()
                 raise SandboxError(f"setup_command of {self.instance.instance_id} {why}: {tail}")
-            out = self._sh(f'cd "$ROOT/repo" && {_SNAPSHOT}')
-        self.base_tree = out.decode().strip().splitlines()[-1]
+            if want_base:
+                out = self._sh(f'cd "$ROOT/repo" && {_SNAPSHOT}')
+        if want_base:
+            self.base_tree = out.decode().strip().splitlines()[-1]
 
     def _resolve_cwd(self) -> Path:
         """The folder commands run in: it must exist in the copy, never a silent stand-in."""
