@@ -1,9 +1,10 @@
 """Benchmark of the rollout engine (issue 3 §7, issue 13 §1): throughput, CPU, memory, where the time goes.
 
 A loopback model server (its own process, so it does not steal the runner's CPU or GIL)
-answers every chat request after a fixed latency; the runner drives 10-step rollouts
-(9 commands appending to a file, so each rollout has a patch to grade, then the submission) in the real local sandbox, with the real model
-client, agent loop, run store and event log. Per setting it prints:
+answers every chat request after a fixed latency; the runner drives 10-step rollouts (9
+commands appending to a file, so each rollout has a patch to grade, then the submission) in
+the real local sandbox, with the real model client, agent loop, run store and event log. Per
+setting it prints:
 
 - rollouts/s achieved against the ideal ``workers / (10 × latency)`` (target ≥ 90 %);
 - the runner process's own CPU per step, children excluded (target ≤ 4 ms), and the
