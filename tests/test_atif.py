@@ -119,3 +119,42 @@ def test_atif_through_the_cli_leaves_out_empty_examples(capsys, tmp_path: Path) 
     assert code == 0 and "wrote 9 trajectories of 10 examples" in err
     assert "left out 1 examples (no messages)" in err
     assert _validate(out) == 9
+
+
+def test_atif_steps_pair_with_their_model_calls_past_a_rejected_reply() -> None:
+    """mini-swe-agent 2.x drops a reply rejected for its format from the conversation (the step
+    keeps it as rejected_reply): later messages still get their own call's metrics and tokens."""
+    ex = Example(
+        instance_id="t",
+        messages=[
+            {"role": "system", "content": "s"},
+            {"role": "user", "content": "task"},
+            {"role": "assistant", "content": "```bash\nls\n```"},
+            {"role": "user", "content": "<returncode>0</returncode>"},
+            {"role": "user", "content": "Please always provide EXACTLY ONE action."},
+            {"role": "assistant", "content": "```bash\necho COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT\n```"},
+        ],
+        steps=[
+            {"prompt_tokens": 10, "command": "ls"},
+            {"prompt_tokens": 20, "format_error": True, "rejected_reply": "two blocks"},
+            {"prompt_tokens": 30, "command": "echo COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT"},
+        ],
+        metadata={"rollout_id": "r", "run_id": "run"},
+    )
+    seen = []
+
+    def tokens(rollout_id: str, step: int) -> dict:
+        seen.append((rollout_id, step))
+        return {"token_ids": [step], "prompt_token_ids": [0], "logprobs": None}
+
+    doc = to_atif(ex, tokens=tokens)
+    agent = [s for s in doc["steps"] if s["source"] == "agent"]
+    assert [s["metrics"]["prompt_tokens"] for s in agent] == [10, 30]
+    assert [s["metrics"]["completion_token_ids"] for s in agent] == [[0], [2]] and seen == [
+        ("r", 0),
+        ("r", 2),
+    ]
+    assert [r["content"] for r in agent[0]["observation"]["results"]] == [
+        "<returncode>0</returncode>",
+        "Please always provide EXACTLY ONE action.",
+    ]

@@ -36,6 +36,15 @@ AGENT_NAME = "agentdata-tui"
 TokenLookup = Callable[[str, int], dict[str, Any] | None]
 
 
+def message_calls(ex: Example) -> list[int]:
+    """For each assistant message in order, the index of its model call in ``ex.steps``.
+
+    A reply rejected for its format is not in mini-swe-agent 2.x's conversation (the step
+    keeps it as ``rejected_reply``), so steps and assistant messages need not pair one to one.
+    """
+    return [i for i, s in enumerate(ex.steps) if (s.model_extra or {}).get("rejected_reply") is None]
+
+
 def _agent_step(msg: dict[str, Any], recorded: Any, model_name: str | None) -> dict[str, Any]:
     reasoning, rest = reasoning_of(msg, text_of(msg.get("content")))
     step: dict[str, Any] = {"source": "agent", "message": rest, "llm_call_count": 1}
@@ -95,14 +104,16 @@ def to_atif(
     tools = ex.metadata.get("tools") or file_metadata.get("tools") or None
     steps: list[dict[str, Any]] = []
     open_step: dict[str, Any] | None = None  # the agent step observations attach to
+    call_of = message_calls(ex)
     n_agent = 0
     for msg in ex.messages:
         role = msg.get("role")
         if role == "assistant":
-            recorded = ex.steps[n_agent] if n_agent < len(ex.steps) else None
+            call = call_of[n_agent] if n_agent < len(call_of) else None
+            recorded = ex.steps[call] if call is not None else None
             open_step = _agent_step(msg, recorded, model_name)
-            if tokens is not None and rollout_id:
-                captured = tokens(rollout_id, n_agent)
+            if tokens is not None and rollout_id and call is not None:
+                captured = tokens(rollout_id, call)
                 if captured:
                     metrics = open_step.setdefault("metrics", {})
                     for ours, theirs in (
