@@ -42,7 +42,7 @@ def message_calls(ex: Example) -> list[int]:
     A reply rejected for its format is not in mini-swe-agent 2.x's conversation (the step
     keeps it as ``rejected_reply``), so steps and assistant messages need not pair one to one.
     """
-    return [i for i, s in enumerate(ex.steps) if (s.model_extra or {}).get("rejected_reply") is None]
+    return [i for i, s in enumerate(ex.steps) if getattr(s, "rejected_reply", None) is None]
 
 
 def _agent_step(msg: dict[str, Any], recorded: Any, model_name: str | None) -> dict[str, Any]:
