@@ -29,6 +29,10 @@ class Step(BaseModel):
     exec_time_s: float | None = None
     timed_out: bool = False
     output_truncated: bool = False
+    # A reply without a usable action: mini-swe-agent 2.x answers it with the format-error
+    # message and leaves the reply itself out of the conversation; it is kept here.
+    format_error: bool = False
+    rejected_reply: dict[str, Any] | None = None
 
 
 class Example(BaseModel):

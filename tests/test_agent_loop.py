@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from agentdata_tui.agent.loop import Agent, cut_middle, is_submission
+from agentdata_tui.agent.loop import Agent, is_submission
 from agentdata_tui.config import DEFAULT_ACTION_REGEX, Config, config_from_dict, load_config
 from agentdata_tui.dataset import Instance
 from agentdata_tui.errors import UserError
@@ -136,21 +136,62 @@ def test_submission_markers_only_on_the_first_line(config):
             bash("printf '\\n  MINI_SWE_AGENT_FINAL_OUTPUT\\nlater'"),
         ]
     )
-    result, _, _ = run_agent(config, model)
+    result, _, _ = run_agent(config, model)  # the bundled config is 1.x: both markers count
     assert result.exit_status == "Submitted" and result.model_calls == 2
 
 
+def test_a_submission_needs_return_code_zero(config):
+    """Reproduced: a submission was accepted whatever the command's return code (mini-swe-agent
+    requires 0, and shows the failed command's output instead)."""
+    assert not is_submission("COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT", 1)
+    model = ScriptModel([bash("echo COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT; exit 3"), SUBMIT])
+    result, _, _ = run_agent(config, model)
+    assert result.exit_status == "Submitted" and result.model_calls == 2
+    assert "<returncode>3</returncode>" in result.messages[3]["content"]
+
+
+def test_2x_accepts_only_its_own_marker():
+    cfg = _v2_config()
+    mswea = "THOUGHT: x\n\n```mswea_bash_command\n{}\n```"
+    model = ScriptModel(
+        [
+            mswea.format("echo MINI_SWE_AGENT_FINAL_OUTPUT"),
+            mswea.format("echo COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT"),
+        ]
+    )
+    result, _, _ = run_agent(cfg, model)
+    assert result.exit_status == "Submitted" and result.model_calls == 2
+    assert "MINI_SWE_AGENT_FINAL_OUTPUT" in result.messages[3]["content"]
+
+
 def test_format_errors_end_as_repeated_format_error(config):
+    """1.x layout: the rejected replies stay in the conversation; the format-error message that
+    ends the rollout is recorded (reproduced: it was dropped)."""
     two_blocks = bash("ls") + "\n" + bash("pwd")
     model = ScriptModel(["no block at all", two_blocks, "still nothing"])
     result, events, _ = run_agent(config, model)
     assert result.exit_status == "RepeatedFormatError"
     assert result.model_calls == 3 and result.format_errors == 3
+    assert [m["role"] for m in result.messages] == ["system", "user"] + ["assistant", "user"] * 3
     errors = [m["content"] for m in result.messages if m["role"] == "user"][1:]
-    assert len(errors) == 2  # the third error ends the rollout: the model never sees it
-    assert "found 0 actions" in errors[0] and "found 2 actions" in errors[1]
-    assert all(s.command is None for s in result.steps)
+    assert len(errors) == 3
+    assert "found 0 actions" in errors[0] and "found 2 actions" in errors[1] and "found 0" in errors[2]
+    assert all(s.command is None and s.format_error for s in result.steps)
     assert "EXACTLY ONE action" in events[2]["observation"]
+
+
+def test_2x_format_errors_leave_the_reply_out_and_zero_means_no_limit():
+    """As mini-swe-agent 2.x: the rejected reply is not sent back (kept in the step), the error
+    is a user message; max_consecutive_format_errors: 0 is no limit (reproduced: rejected)."""
+    cfg = config_from_dict({**_v2_config().model_dump(), "agent": {"max_consecutive_format_errors": 0}})
+    assert cfg.agent.max_consecutive_format_errors == 0
+    mswea = "THOUGHT: x\n\n```mswea_bash_command\n{}\n```"
+    model = ScriptModel(["none"] * 5 + [mswea.format("echo COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT")])
+    result, _, _ = run_agent(cfg, model)
+    assert result.exit_status == "Submitted" and result.format_errors == 5
+    assert [m["role"] for m in result.messages] == ["system", "user"] + ["user"] * 5 + ["assistant"]
+    assert model.seen[5] == result.messages[:7]
+    assert result.steps[0].rejected_reply == {"role": "assistant", "content": "none"}
 
 
 def test_format_error_count_resets_after_a_valid_action(config):
@@ -201,6 +242,7 @@ def test_wall_time_limit_shortens_a_long_command(config):
 
 
 def test_timeout_template(config):
+    """1.x layout: a timeout renders 1.x's timeout_template."""
     config.environment.timeout = 0.5
     model = ScriptModel([bash("echo partial; sleep 5"), SUBMIT])
     result, _, _ = run_agent(config, model)
@@ -210,21 +252,62 @@ def test_timeout_template(config):
     assert result.steps[0].timed_out and result.steps[0].exec_time_s < 3
 
 
-def test_long_output_is_cut_to_head_and_tail(config):
-    config.agent.observation_max_chars = 200
-    result, events, _ = run_agent(config, ScriptModel([bash("seq 1 20000"), SUBMIT]))
-    obs = result.messages[3]["content"]
-    assert "characters elided" in obs
-    assert "\n1\n2\n3\n" in obs and "19999\n20000" in obs
-    assert len(obs) < 600
-    assert result.steps[0].output_truncated and not result.steps[1].output_truncated
-    text, cut = cut_middle("a" * 50 + "b" * 50, 20)
-    assert (
-        cut
-        and text.startswith("a" * 10)
-        and text.endswith("b" * 10)
-        and "[... 80 characters elided ...]" in text
+def test_2x_timeout_is_an_observation_with_exception_info():
+    """Reproduced: timeouts used a 1.x timeout_template with returncode -9; 2.x renders them
+    through observation_template, returncode -1 and exception_info."""
+    cfg = _v2_config()
+    cfg.environment.timeout = 1
+    mswea = "THOUGHT: x\n\n```mswea_bash_command\n{}\n```"
+    model = ScriptModel(
+        [mswea.format("echo partial; sleep 5"), mswea.format("echo COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT")]
     )
+    result, _, _ = run_agent(cfg, model)
+    assert result.messages[3]["content"] == (
+        "<exception>An error occurred while executing the command: Command 'echo partial; sleep 5' "
+        "timed out after 1 seconds</exception>\n<returncode>-1</returncode>\n<output>\npartial\n</output>"
+    )
+    assert result.steps[0].timed_out and result.steps[0].returncode == -1
+
+
+def test_templates_get_the_raw_output():
+    """Reproduced: outputs were cut to head+tail before the template rendered, so a 2.x
+    template that truncates itself said "elided_chars": 36 for 200,001 characters (mini-swe-agent:
+    190,001)."""
+    cfg = _v2_config()
+    cfg.model.observation_template = (
+        '{"elided_chars": {{ output.output | length - 10000 }}, "head": {{ output.output[:3] | tojson }}}'
+    )
+    mswea = "THOUGHT: x\n\n```mswea_bash_command\n{}\n```"
+    model = ScriptModel(
+        [
+            mswea.format("python3 -c \"print('x' * 200000)\""),
+            mswea.format("echo COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT"),
+        ]
+    )
+    result, events, _ = run_agent(cfg, model)
+    assert result.messages[3]["content"] == '{"elided_chars": 190001, "head": "xxx"}'
+    assert not result.steps[0].output_truncated
+
+
+def test_only_a_flood_past_the_memory_bound_is_cut_and_flagged():
+    from agentdata_tui.sandbox.local import OUTPUT_HEAD, OUTPUT_TAIL
+
+    cfg = _v2_config()
+    cfg.model.observation_template = "{{ output.output | length }} {{ output.output[-6:] | tojson }}"
+    mswea = "THOUGHT: x\n\n```mswea_bash_command\n{}\n```"
+    n = OUTPUT_HEAD + OUTPUT_TAIL + 500_000
+    model = ScriptModel(
+        [
+            mswea.format(f"python3 -c \"print('y' * {n} + 'END')\""),
+            mswea.format("echo COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT"),
+        ]
+    )
+    result, events, _ = run_agent(cfg, model)
+    length, tail = result.messages[3]["content"].split(" ")
+    assert OUTPUT_HEAD + OUTPUT_TAIL <= int(length) < OUTPUT_HEAD + OUTPUT_TAIL + 100
+    assert tail == '"yyEND\\n"'
+    assert result.steps[0].output_truncated
+    assert len(events[0]["observation"]) < 4100  # the step event's own cut, in characters
 
 
 def test_reasoning_content_kept_on_assistant_messages(config):
@@ -274,20 +357,50 @@ def test_tool_call_mode(config):
         "assistant",
         "tool",
         "tool",
-        "assistant",
         "user",
-        "assistant",
-        "tool",
+        "user",
         "assistant",
     ]
     assert m[2]["tool_calls"][0]["id"] == "c1"
     assert m[3]["tool_call_id"] == "c1" and "one" in m[3]["content"]
     assert m[4]["tool_call_id"] == "c2" and "two" in m[4]["content"]
-    assert "found 0 actions" in m[6]["content"]
-    assert m[8]["tool_call_id"] == "c3"  # a bad tool call is still answered, by its id
+    assert "found 0 actions" in m[5]["content"]  # the bundled config's format-error template
+    assert "found 0 actions" in m[6]["content"]  # 2.x: the rejected reply is left out
+    assert result.steps[2].rejected_reply["tool_calls"][0]["id"] == "c3"
     assert result.steps[0].command == "echo one\necho two"
     assert result.format_errors == 2
     assert events[0]["command"] == "echo one\necho two"
+
+
+def test_unknown_tool_renders_2x_format_error_template():
+    """Reproduced: action_format tool_call + a reply calling an unknown tool failed with
+    "UserError: 'has_tool_calls' is undefined" (2.x's template uses it)."""
+    cfg = _v2_config()
+    cfg.model.model_class = "litellm"  # tool calls
+    cfg.model.format_error_template = "{% if finish_reason == 'tool_calls' and not has_tool_calls %}cut{% else %}{{error}}|{{actions|length}}{% endif %}"
+    call = {"id": "u1", "type": "function", "function": {"name": "python", "arguments": "{}"}}
+    submit = {
+        "id": "s1",
+        "type": "function",
+        "function": {
+            "name": "bash",
+            "arguments": '{"command": "echo COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT"}',
+        },
+    }
+    model = ScriptModel(
+        [
+            ModelResponse(content="", tool_calls=[call], finish_reason="tool_calls"),
+            ModelResponse(content="", finish_reason="tool_calls"),
+            ModelResponse(content="", tool_calls=[submit], finish_reason="tool_calls"),
+        ]
+    )
+    result, _, _ = run_agent(cfg, model)
+    assert result.exit_status == "Submitted"
+    assert (
+        result.messages[2]["content"]
+        == "Unknown tool 'python'.Missing 'command' argument in bash tool call.|0"
+    )
+    assert result.messages[3]["content"] == "cut"
 
 
 def _v1_config() -> Config:
@@ -319,6 +432,7 @@ def _v2_config() -> Config:
             "environment": {"cwd": "", "timeout": 30, "env": {}},
             "model": {
                 "model_name": "m",
+                "model_class": "litellm_textbased",
                 "observation_template": "{% if output.exception_info %}<exception>{{output.exception_info}}</exception>\n{% endif %}<returncode>{{output.returncode}}</returncode>\n<output>\n{{output.output}}</output>",
                 "format_error_template": "Format error: {{error}}",
                 "action_regex": "```mswea_bash_command\\s*\\n(.*?)\\n```",
@@ -349,10 +463,9 @@ def test_mini_swe_agent_2x_config_renders():
     result, _, _ = run_agent(cfg, model)
     m = result.messages
     assert m[1]["content"] == "Please solve: Fix the bug in demo-1. (calls so far 0, cost 0.0)"
-    assert (
-        m[3]["content"] == "Format error: Expected exactly 1 action, found 0."
-    )  # ```bash is not 2.x's block
-    assert m[5]["content"] == "<returncode>0</returncode>\n<output>\ntwo\n</output>"
+    # ```bash is not 2.x's block; 2.x leaves the rejected reply out of the conversation
+    assert m[2] == {"role": "user", "content": "Format error: Expected exactly 1 action, found 0."}
+    assert m[4]["content"] == "<returncode>0</returncode>\n<output>\ntwo\n</output>"
     assert result.exit_status == "Submitted"
 
 

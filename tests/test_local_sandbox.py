@@ -14,7 +14,7 @@ from agentdata_tui.config import EnvironmentConfig
 from agentdata_tui.dataset import Instance
 from agentdata_tui.interfaces import SandboxError
 from agentdata_tui.sandbox import SandboxContext, make_sandbox
-from agentdata_tui.sandbox.local import DIFF_LIMIT, LocalSandbox
+from agentdata_tui.sandbox.local import DIFF_LIMIT, OUTPUT_HEAD, OUTPUT_TAIL, LocalSandbox
 
 
 @pytest.fixture
@@ -93,8 +93,17 @@ def test_output_capped_and_flagged(repo: Path) -> None:
     with _sandbox(repo) as sb:
         res = sb.execute("head -c 3000000 /dev/zero | tr '\\0' x; echo; echo THE-END")
     assert res.output_truncated
-    assert len(res.output) < 700_000
+    assert OUTPUT_HEAD + OUTPUT_TAIL <= len(res.output) < OUTPUT_HEAD + OUTPUT_TAIL + 200  # the 1 MiB bound
     assert res.output.rstrip().endswith("THE-END"), "the tail of the output is kept"
+
+
+def test_timeout_is_reported_as_mini_swe_agent_2_does(repo: Path) -> None:
+    with _sandbox(repo) as sb:
+        res = sb.execute("echo partial; sleep 30", timeout=1)
+    assert res.timed_out and res.returncode == -1 and res.output == "partial\n"
+    assert res.exception_info == (
+        "An error occurred while executing the command: Command 'echo partial; sleep 30' timed out after 1 seconds"
+    )
 
 
 def test_returncode_and_merged_stderr(repo: Path) -> None:

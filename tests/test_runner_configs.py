@@ -1,4 +1,5 @@
-"""The worked configs in configs/: the mini-swe-agent 2.x example and the generation shell script."""
+"""The worked configs in configs/: the generation shell script. (mini-swe-agent's own configs:
+tests/test_agent_parity.py runs them beside mini-swe-agent itself.)"""
 
 from __future__ import annotations
 
@@ -10,60 +11,10 @@ from pathlib import Path
 from servers.model_server import ModelServer, ScriptedResponder
 from test_runner import write_dataset
 
-from agentdata_tui.config import load_config
 from agentdata_tui.reader import open_input
 
 REPO = Path(__file__).resolve().parents[1]
 KEY = "sk-SCRIPT-secret-5c0ffee"
-
-
-def _mswea_scripts(n: int) -> dict[str, list[str]]:
-    out = {}
-    for i in range(n):
-        iid = f"task-{i:03d}"
-        out[f"[{iid}]"] = [
-            f"THOUGHT: write it.\n\n```mswea_bash_command\necho data-{iid} > out.txt\n```",
-            "THOUGHT: done.\n\n```mswea_bash_command\necho COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT\n```",
-        ]
-    return out
-
-
-def test_mini_swe_agent_2_config_loads_and_runs(tmp_path: Path) -> None:
-    path = REPO / "configs" / "mini-swe-agent-2.yaml"
-    cfg = load_config(path)
-    assert "mswea_bash_command" in cfg.action_regex
-    assert cfg.observation_template.lstrip().startswith("{%- if output.exception_info")
-    assert "agent.mode" in cfg.ignored_keys and "model.model_class" in cfg.ignored_keys
-    dataset = write_dataset(tmp_path, 2)
-    out = tmp_path / "v2.json"
-    with ModelServer(ScriptedResponder(_mswea_scripts(2))) as server:
-        res = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "agentdata_tui",
-                "generate-multi",
-                "--dataset",
-                str(dataset),
-                "--config",
-                str(path),
-                "--base-url",
-                server.base_url,
-                "--output",
-                str(out),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        body = server.chat_requests()[0].body
-    assert res.returncode == 0, res.stderr
-    assert "drop_params" not in body, "litellm-only keys are never sent"
-    examples = list(open_input(out))
-    assert len(examples) == 2 and all(e.success for e in examples)
-    observation = examples[0].messages[3]["content"]
-    assert "<returncode>0</returncode>" in observation
-    assert "<pr_description>" in examples[0].messages[1]["content"]
 
 
 def test_generate_training_data_script(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ timing) and an ``on_step`` callback, so a dashboard can follow a rollout as it g
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import time
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agentdata_tui.agent.templates import ActionText, base_variables, render
-from agentdata_tui.config import SUBMIT_MARKERS, Config
+from agentdata_tui.config import SUBMIT_MARKER, SUBMIT_MARKERS, Config
 from agentdata_tui.dataset import Instance
 from agentdata_tui.errors import UserError
 from agentdata_tui.events import cut
@@ -33,11 +34,14 @@ from agentdata_tui.interfaces import (
 )
 from agentdata_tui.records import Step
 
+# The tool mini-swe-agent 2.x offers in tool-call mode, in its shape: one ``bash`` function
+# taking ``command``. Recorded with the run (run.json ``tools``, metadata ``tools``) so a
+# tool-call conversation can be rebuilt as the model saw it.
 BASH_TOOL: dict[str, Any] = {
     "type": "function",
     "function": {
         "name": "bash",
-        "description": "Execute a bash command in a fresh subshell of the task's repository.",
+        "description": "Execute a bash command",
         "parameters": {
             "type": "object",
             "properties": {"command": {"type": "string", "description": "The bash command to execute"}},
@@ -45,6 +49,11 @@ BASH_TOOL: dict[str, Any] = {
         },
     },
 }
+
+
+def tools_for(config: Config) -> list[dict[str, Any]] | None:
+    """The tools offered to the model under ``config`` (None in text mode)."""
+    return [copy.deepcopy(BASH_TOOL)] if config.action_mode == "tool_call" else None
 
 
 # -- how a rollout ends ----------------------------------------------------------------
@@ -99,19 +108,17 @@ class _Outcome:
     observation: str = ""
 
 
-def cut_middle(text: str, limit: int) -> tuple[str, bool]:
-    """Head + tail of ``text`` with the number of elided characters between (mini-swe-agent's way)."""
-    if len(text) <= limit:
-        return text, False
-    head = limit // 2
-    tail = limit - head
-    elided = len(text) - head - tail
-    return f"{text[:head]}\n[... {elided} characters elided ...]\n{text[-tail:]}", True
+class _V1Output(dict):
+    """1.x's observation dict (``{{output}}`` shows exactly its keys), still answering
+    ``output.exception_info`` (empty) for 1.x-layout templates written for 2.x, such as ours."""
+
+    exception_info = ""
 
 
-def is_submission(output: str) -> bool:
+def is_submission(output: str, returncode: int | None = 0, markers: tuple[str, ...] = SUBMIT_MARKERS) -> bool:
+    """mini-swe-agent's test: the output's first line is the marker and the command succeeded."""
     lines = output.lstrip().splitlines()
-    return bool(lines) and lines[0].strip() in SUBMIT_MARKERS
+    return returncode == 0 and bool(lines) and lines[0].strip() in markers
 
 
 class Agent:
@@ -135,7 +142,12 @@ class Agent:
         self.context = context
         self.on_step = on_step
         self.should_stop = should_stop or (lambda: False)
-        self.tool_mode = config.agent.action_format == "tool_call"
+        self.tools = tools_for(config)
+        self.tool_mode = self.tools is not None
+        # mini-swe-agent 1.x's loop (a 1.x text config): the rejected reply stays in the
+        # conversation, timeouts use timeout_template, both submission markers count.
+        self.v1 = config.v1_semantics
+        self.markers = SUBMIT_MARKERS if self.v1 else (SUBMIT_MARKER,)
         try:
             self.action_regex = re.compile(config.action_regex, re.DOTALL)
         except re.error as exc:
@@ -149,12 +161,15 @@ class Agent:
         self.cost = 0.0
         self.format_errors = 0
         self._consecutive_format_errors = 0
-        self._variables = base_variables(config, instance.to_dict())
+        self._variables: dict[str, Any] = {}
         self._started = 0.0
 
     # -- the loop ------------------------------------------------------------------------
     def run(self) -> AgentResult:
         self._started = time.monotonic()
+        template_env = getattr(self.sandbox, "template_env", None)
+        env_vars = template_env() if callable(template_env) else None
+        self._variables = base_variables(self.config, self.instance.to_dict(), env_vars)
         agent = self.config.agent
         self.messages.append(
             {"role": "system", "content": self._render("agent.system_template", agent.system_template)}
@@ -198,25 +213,40 @@ class Agent:
         self.steps.append(step)
         self.tokens.append(response.tokens)
         assistant = self._assistant_message(response)
-        self.messages.append(assistant)
         outcome = _Outcome()
         try:
-            actions = self._parse(response)
+            try:
+                actions = self._parse(response)
+            except _FormatError as exc:
+                self._format_error_step(assistant, str(exc), step, outcome)
+                return
+            self.messages.append(assistant)
             self._consecutive_format_errors = 0
             self._execute(actions, step, outcome)
-        except _FormatError as exc:
-            self.format_errors += 1
-            self._consecutive_format_errors += 1
-            outcome.observation = str(exc)
-            if self._consecutive_format_errors >= self.config.agent.max_consecutive_format_errors:
-                raise RepeatedFormatError() from None
-            outcome.messages = self._reply_messages(assistant, str(exc))
         except Exception as exc:
             outcome.observation = outcome.observation or f"{type(exc).__name__}: {exc}"
             raise
         finally:
             self._emit(step, response, outcome.observation)
         self.messages.extend(outcome.messages)
+
+    def _format_error_step(self, assistant: dict[str, Any], text: str, step: Step, outcome: _Outcome) -> None:
+        """As mini-swe-agent: the format-error message goes back as a user message, and is
+        recorded even when it ends the rollout. 2.x leaves the rejected reply out of the
+        conversation (the model never sees it again; it is kept in the step as
+        ``rejected_reply``); 1.x keeps it."""
+        self.format_errors += 1
+        self._consecutive_format_errors += 1
+        step.format_error = True
+        if self.v1:
+            self.messages.append(assistant)
+        else:
+            step.rejected_reply = assistant
+        self.messages.append({"role": "user", "content": text})
+        outcome.observation = text
+        limit = self.config.agent.max_consecutive_format_errors
+        if 0 < limit <= self._consecutive_format_errors:
+            raise RepeatedFormatError()
 
     # -- pieces ------------------------------------------------------------------------------
     def _check_limits(self) -> None:
@@ -231,9 +261,7 @@ class Agent:
     def _query(self) -> ModelResponse:
         # A call counts when it is made: a request that failed (ModelError) was still made.
         self.model_calls += 1
-        response = self.model.query(
-            self.messages, tools=[BASH_TOOL] if self.tool_mode else None, context=self.context
-        )
+        response = self.model.query(self.messages, tools=self.tools, context=self.context)
         model_cfg = self.config.model
         self.cost += (response.prompt_tokens or 0) * model_cfg.input_cost_per_token + (
             response.completion_tokens or 0
@@ -249,6 +277,8 @@ class Agent:
         return message
 
     def _parse(self, response: ModelResponse) -> list[_Action]:
+        """The reply's actions, or a _FormatError with the rendered text (mini-swe-agent 2.x's
+        checks and messages, in its order)."""
         if not self.tool_mode:
             found = [a.strip() for a in self.action_regex.findall(response.content or "")]
             if len(found) == 1:
@@ -264,15 +294,20 @@ class Agent:
         actions: list[_Action] = []
         for call in calls:
             fn = call.get("function") or {}
+            error = ""
+            args: Any = {}
             try:
-                args = json.loads(fn.get("arguments") or "{}")
+                args = json.loads(fn.get("arguments") or "")
             except (TypeError, ValueError) as exc:
-                raise self._format_error([], f"Error parsing tool call arguments: {exc}.", response) from None
+                error = f"Error parsing tool call arguments: {exc}."
             if fn.get("name") != "bash":
-                raise self._format_error([], f"Unknown tool '{fn.get('name')}'.", response)
-            if not isinstance(args, dict) or not isinstance(args.get("command"), str):
-                raise self._format_error([], "Missing 'command' argument in bash tool call.", response)
-            actions.append(_Action(args["command"], call.get("id")))
+                error += f"Unknown tool '{fn.get('name')}'."
+            if not isinstance(args, dict) or "command" not in args:
+                error += "Missing 'command' argument in bash tool call."
+            if error:
+                raise self._format_error([], error.strip(), response)
+            command = args["command"]
+            actions.append(_Action(command if isinstance(command, str) else str(command), call.get("id")))
         return actions
 
     def _format_error(self, actions: list[str], error: str, response: ModelResponse) -> _FormatError:
@@ -281,19 +316,14 @@ class Agent:
             self.config.format_error_template,
             actions=actions,
             error=error,
+            has_tool_calls=bool(response.tool_calls),
             finish_reason=response.finish_reason,
         )
         return _FormatError(text)
 
-    def _reply_messages(self, assistant: dict[str, Any], text: str) -> list[dict[str, Any]]:
-        """The messages answering a reply: one ``tool`` message per tool call (the API requires
-        an answer to each), else one ``user`` message."""
-        calls = assistant.get("tool_calls") or []
-        if calls:
-            return [{"role": "tool", "tool_call_id": c.get("id"), "content": text} for c in calls]
-        return [{"role": "user", "content": text}]
-
     def _execute(self, actions: list[_Action], step: Step, outcome: _Outcome) -> None:
+        """Every action of the reply in order, each answered by its own message (a ``tool``
+        message per tool call). A submission ends the rollout at once, as in mini-swe-agent."""
         step.command = "\n".join(a.command for a in actions)
         step.exec_time_s = 0.0
         observations: list[str] = []
@@ -302,10 +332,13 @@ class Agent:
             step.returncode = result.returncode
             step.exec_time_s = round(step.exec_time_s + (result.exec_time_s or 0.0), 4)
             step.timed_out = step.timed_out or result.timed_out
-            if not result.timed_out and is_submission(result.output):
+            step.output_truncated = step.output_truncated or result.output_truncated
+            if not (self.v1 and result.timed_out) and is_submission(
+                result.output, result.returncode, self.markers
+            ):
                 outcome.observation = result.output
                 raise Submitted()
-            text = self._observation(action, result, step)
+            text = self._observation(action, result)
             observations.append(text)
             if action.tool_call_id is not None:
                 outcome.messages.append(
@@ -315,21 +348,27 @@ class Agent:
                 outcome.messages.append({"role": "user", "content": text})
         outcome.observation = "\n".join(observations)
 
-    def _observation(self, action: _Action, result: ExecResult, step: Step) -> str:
-        output, truncated = cut_middle(result.output or "", self.config.agent.observation_max_chars)
-        step.output_truncated = step.output_truncated or truncated or result.output_truncated
-        if result.timed_out:
+    def _observation(self, action: _Action, result: ExecResult) -> str:
+        """The observation template always gets the raw output (the sandbox's memory bound is
+        the only cut, flagged ``output_truncated``): templates own truncation, as in mini-swe-agent."""
+        if result.timed_out and self.config.timeout_template is not None:
             return self._render(
                 "agent.timeout_template",
                 self.config.timeout_template,
                 action=ActionText(action.command),
-                output=output,
+                output=result.output or "",
             )
-        observed = {
-            "returncode": result.returncode,
-            "output": output,
-            "exception_info": result.exception_info,
-        }
+        observed: dict[str, Any]
+        if self.v1:  # 1.x: the output dict plus the action
+            observed = _V1Output(
+                output=result.output or "", returncode=result.returncode, action=action.command
+            )
+        else:
+            observed = {
+                "output": result.output or "",
+                "returncode": result.returncode,
+                "exception_info": result.exception_info or "",
+            }
         return self._render(
             self._observation_template_name(), self.config.observation_template, output=observed
         )
@@ -353,6 +392,7 @@ class Agent:
             **self._variables,
             "n_model_calls": self.model_calls,
             "model_cost": self.cost,
+            "elapsed_seconds": int(time.monotonic() - self._started),
             **extra,
         }
         if name == "format_error_template":

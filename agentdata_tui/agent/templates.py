@@ -57,25 +57,46 @@ class ActionText(str):
 
 @functools.lru_cache(maxsize=1)
 def _uname() -> dict[str, str]:
-    u = platform.uname()
-    return {"system": u.system, "release": u.release, "version": u.version, "machine": u.machine}
+    return dict(platform.uname()._asdict())  # system, node, release, version, machine
 
 
-def base_variables(config: Config, instance: dict[str, Any]) -> dict[str, Any]:
-    """Variables every template sees (later sources win).
+def _number(value: Any) -> Any:
+    """A whole float as mini-swe-agent's int fields render it (``60``, not ``60.0``)."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
 
-    Like mini-swe-agent, the config sections' fields are variables too (``step_limit``,
-    ``cwd``, ``model_name``, ...); unlike it, the process environment is not (it may hold keys).
-    The instance's own fields come next, then the machine's ``system``/``release``/``version``/
-    ``machine``, which must keep their meaning even though SWE-bench instances carry a
-    ``version`` field of their own (still reachable as ``instance.version``).
+
+def base_variables(
+    config: Config, instance: dict[str, Any], env_vars: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Variables every template sees, as mini-swe-agent 2.4 merges them (later sources win).
+
+    Its order: the agent config's fields; the environment's (its config's ``cwd``/``env``/
+    ``timeout``, the machine's ``platform.uname()`` fields, then the environment variables);
+    the model config's fields; then ``n_model_calls``/``model_cost``/``elapsed_seconds`` and
+    ``task`` (added per render by the loop). The environment variables here are the sandbox's
+    scrubbed ones (``env_vars``), never this process's: no key is ever among them, and none is
+    in ``model_kwargs`` either. Ours on top of that: the instance's own fields, lowest (still
+    reachable as ``instance.version`` where a SWE-bench ``version`` meets the machine's), and
+    ``instance``.
     """
-    variables: dict[str, Any] = {}
-    variables.update(config.environment.model_dump(mode="json"))
-    variables.update(config.model.model_dump(mode="json", include={"model_name", "model_kwargs"}))
-    variables.update(config.agent.model_dump(mode="json"))
-    variables.update(instance)
+    a, e, m = config.agent, config.environment, config.model
+    variables: dict[str, Any] = dict(instance)
+    variables.update(a.model_dump(mode="json", exclude={"action_format"}))
+    variables["wall_time_limit_seconds"] = _number(a.wall_time_limit_seconds)
+    variables.update({"cwd": e.cwd, "env": dict(e.env), "timeout": _number(e.timeout)})
     variables.update(_uname())
+    variables.update(env_vars if env_vars is not None else e.env)
+    kwargs = {k: v for k, v in m.model_kwargs.items() if k != "api_key"}
+    variables.update(
+        {
+            "model_name": m.model_name,
+            "model_kwargs": kwargs,
+            "observation_template": config.observation_template,
+            "format_error_template": config.format_error_template,
+        }
+    )
+    if config.action_mode == "text":
+        variables["action_regex"] = config.action_regex
     variables["instance"] = instance
     variables["task"] = instance.get("problem_statement", "")
     return variables
@@ -86,7 +107,7 @@ TEMPLATE_NAMES = {
     "agent.instance_template": lambda c: c.agent.instance_template,
     "observation_template": lambda c: c.observation_template,
     "format_error_template": lambda c: c.format_error_template,
-    "agent.timeout_template": lambda c: c.timeout_template,
+    "agent.timeout_template": lambda c: c.timeout_template or "",
 }
 
 
@@ -102,6 +123,10 @@ def validate_templates(config: Config, instance: dict[str, Any] | None = None) -
             f"action_regex {config.action_regex!r} is not a valid regular expression: {exc}"
         ) from None
     if instance is not None:
-        variables = base_variables(config, instance) | {"n_model_calls": 0, "model_cost": 0.0}
+        variables = base_variables(config, instance) | {
+            "n_model_calls": 0,
+            "model_cost": 0.0,
+            "elapsed_seconds": 0,
+        }
         render("agent.system_template", config.agent.system_template, variables)
         render("agent.instance_template", config.agent.instance_template, variables)

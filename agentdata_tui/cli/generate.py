@@ -82,7 +82,17 @@ def _add_server_flags(p: argparse.ArgumentParser) -> None:
         help="sandbox: local, docker, docker_remote, or your own class as pkg.module:Class "
         "(default: the config's environment.environment_class)",
     )
-    g.add_argument("--config", default=None, help="agent config YAML (default: the bundled mini.yaml)")
+    g.add_argument(
+        "-c",
+        "--config",
+        action="append",
+        default=None,
+        metavar="FILE|KEY.PATH=VALUE",
+        help="agent config, repeatable as mini-swe-agent's -c: each a YAML file (mini-swe-agent's own "
+        "configs work unchanged) or a key.path=value override, merged in order "
+        "(e.g. -c mini_textbased.yaml -c model.model_class=litellm_textbased); "
+        "default: the bundled mini.yaml, which overrides alone also apply to",
+    )
 
 
 def _add_run_flags(p: argparse.ArgumentParser, *, multi: bool) -> None:
@@ -277,16 +287,19 @@ def public_url(url: str) -> str:
     return url
 
 
-def resolve_api_key(args: argparse.Namespace) -> str | None:
-    return args.api_key or os.environ.get("OPENAI_API_KEY") or None
+def resolve_api_key(args: argparse.Namespace, config=None) -> str | None:
+    """``--api-key``, else the config's ``model_kwargs.api_key``, else ``$OPENAI_API_KEY``."""
+    from_config = config.model.api_key() if config is not None else None
+    return args.api_key or from_config or os.environ.get("OPENAI_API_KEY") or None
 
 
-def resolve_base_url(args: argparse.Namespace) -> str:
-    return resolve_base_urls(args)[0]
+def resolve_base_url(args: argparse.Namespace, config=None) -> str:
+    return resolve_base_urls(args, config)[0]
 
 
 def resolve_base_urls(args: argparse.Namespace, config=None) -> list[str]:
-    """``--base-url A,B``, else the config's ``model.endpoints``, else $OPENAI_BASE_URL, else the default."""
+    """``--base-url A,B``, else the config's ``model.endpoints``, else its ``model_kwargs.api_base``
+    / ``base_url`` (mini-swe-agent's), else $OPENAI_BASE_URL, else the default."""
     from agentdata_tui.model.pool import split_endpoints
 
     if args.base_url:
@@ -296,7 +309,23 @@ def resolve_base_urls(args: argparse.Namespace, config=None) -> list[str]:
         return urls
     if config is not None and config.model.endpoints:
         return split_endpoints(config.model.endpoints)
+    if config is not None and config.model.api_base():
+        return [config.model.api_base().rstrip("/")]
     return [(os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")]
+
+
+def load_run_config(args: argparse.Namespace):
+    """The merged ``--config`` layers (files and ``key.path=value`` overrides, in order)."""
+    from agentdata_tui.config import load_configs
+
+    return load_configs(getattr(args, "config", None) or [])
+
+
+def print_unused_keys(config) -> None:
+    """The keys understood but not used, in one line on stderr, once a run starts."""
+    line = config.unused_keys_line()
+    if line:
+        print(f"note: {line}", file=sys.stderr)
 
 
 def resolve_eval_token(args: argparse.Namespace) -> str | None:
@@ -384,24 +413,25 @@ def _generate(
     args: argparse.Namespace, dataset, instances, selection: dict[str, Any], *, command: str
 ) -> int:
     from agentdata_tui import __version__
-    from agentdata_tui.config import load_config
+    from agentdata_tui.agent.loop import tools_for
     from agentdata_tui.evaluation import normalize_eval_url
-    from agentdata_tui.model.client import resolve_model_name
+    from agentdata_tui.model.client import resolve_model_name, served_model_name
     from agentdata_tui.model.pool import build_model
 
-    config = load_config(args.config)
+    config = load_run_config(args)
     output = check_output_path(args.output)
     kind, servers = _environment(args, config)
     eval_url = normalize_eval_url(args.eval_server)
-    api_key = resolve_api_key(args)
+    api_key = resolve_api_key(args, config)
     eval_token = resolve_eval_token(args)
-    secrets = [s for s in (api_key, eval_token) if s]
+    secrets = [s for s in (api_key, eval_token, config.model.api_key()) if s]
     base_urls = resolve_base_urls(args, config)
     base_url = base_urls[0]
     model_name = resolve_model_name(base_url, api_key, args.model, config.model)
-    if args.model or config.model.model_name:  # not asked yet: make sure someone answers at all
-        _probe_model_servers(base_urls, api_key)
+    listed = _probe_model_servers(base_urls, api_key)  # also: make sure someone answers at all
+    served = served_model_name(model_name, listed)
     temperature, max_tokens = _model_defaults(config, args)
+    tools = tools_for(config)
     if kind in ("docker", "docker_remote"):
         from agentdata_tui.sandbox.docker import images_needed, preflight
 
@@ -413,6 +443,7 @@ def _generate(
         base_urls=base_urls,
         api_key=api_key,
         model_name=model_name,
+        served_name=served,
         environment_class=kind,
         docker_servers=servers,
         eval_server=eval_url,
@@ -427,10 +458,12 @@ def _generate(
         temperature=args.temperature,
         max_tokens=args.max_tokens,
         pool_size=args.workers,
+        served_name=served,
     )
     from agentdata_tui.runner.logs import setup_logging
 
     setup_logging(args.log_file, secrets)
+    print_unused_keys(config)
     if kind == "local":
         print(LOCAL_WARNING, file=sys.stderr)
     metadata = {
@@ -451,9 +484,15 @@ def _generate(
         "retry_errors": args.retry_errors,
         "selection": selection,
         "generator": f"agentdata-tui {command}",
+        "config_sources": config.sources,
+        "action_mode": config.action_mode,
     }
     if executor is not None:
         metadata["executor"] = "ray"
+    if served != model_name:
+        metadata["served_model_name"] = served
+    if tools:
+        metadata["tools"] = tools
     try:
         return execute_run(
             args,
@@ -488,30 +527,36 @@ def _executor(args: argparse.Namespace, **recipe: Any):
     return RayExecutor(args.ray_address or os.environ.get("RAY_ADDRESS") or None, parts)
 
 
-def _probe_model_servers(base_urls: list[str], api_key: str | None) -> None:
-    """With several endpoints the run needs one that answers; the others are said and re-probed."""
+def _probe_model_servers(base_urls: list[str], api_key: str | None) -> list[str] | None:
+    """With several endpoints the run needs one that answers; the others are said and re-probed.
+    Returns the models the first answering endpoint lists (None when none gave a usable list)."""
     if len(base_urls) == 1:
-        _probe_model_server(base_urls[0], api_key)
-        return
+        return _probe_model_server(base_urls[0], api_key)
     failed: list[str] = []
+    listed: list[str] | None = None
     for url in base_urls:
         try:
-            _probe_model_server(url, api_key)
+            models = _probe_model_server(url, api_key)
         except UserError as exc:
             failed.append(str(exc))
+            continue
+        if listed is None:
+            listed = models
     if len(failed) == len(base_urls):
         raise UserError(f"none of the {len(base_urls)} model endpoints answers: {failed[0]}")
     for text in failed:
         print(f"warning: {text}; the run starts on the others and retries it", file=sys.stderr)
+    return listed
 
 
-def _probe_model_server(base_url: str, api_key: str | None) -> None:
-    """A server that cannot be reached fails the run now, not after every rollout's retries."""
+def _probe_model_server(base_url: str, api_key: str | None) -> list[str] | None:
+    """The models the server lists (None when it has no usable list). A server that cannot be
+    reached fails the run now, not after every rollout's retries."""
     from agentdata_tui.interfaces import ModelError
     from agentdata_tui.model.client import list_models
 
     try:
-        list_models(base_url, api_key, timeout=15)
+        return list_models(base_url, api_key, timeout=15)
     except ModelError as exc:
         text = str(exc)
         if "cannot reach" in text or "no answer" in text:
@@ -519,6 +564,7 @@ def _probe_model_server(base_url: str, api_key: str | None) -> None:
                 f"{text} (check it with: agentdata-tui check --base-url {public_url(base_url)})"
             ) from None
         print(f"warning: {text}; going on with the run", file=sys.stderr)  # e.g. a server without /models
+        return None
 
 
 def execute_run(
@@ -616,14 +662,13 @@ def execute_run(
 
 
 def run_check(args: argparse.Namespace) -> int:
-    from agentdata_tui.config import load_config
     from agentdata_tui.evaluation import EvalServerClient, normalize_eval_url
     from agentdata_tui.interfaces import ModelError
-    from agentdata_tui.model.client import list_models
+    from agentdata_tui.model.client import list_models, served_model_name
 
-    config = load_config(args.config)
+    config = load_run_config(args)
     failures = 0
-    api_key = resolve_api_key(args)
+    api_key = resolve_api_key(args, config)
     wanted = args.model or config.model.model_name
     for base_url in resolve_base_urls(args, config):
         try:
@@ -634,11 +679,13 @@ def run_check(args: argparse.Namespace) -> int:
             continue
         shown = ", ".join(models[:10]) + (f", ... ({len(models)} in all)" if len(models) > 10 else "")
         print(f"ok    model server {public_url(base_url)}: answers; models: {shown or '(none)'}")
-        if wanted and wanted not in models:
+        served = served_model_name(wanted, models) if wanted else None
+        if wanted and served not in models:
             print(f"FAIL  model {wanted!r} is not among the served models")
             failures += 1
         elif wanted:
-            print(f"ok    model {wanted!r} is served")
+            as_name = f" (as {served!r})" if served != wanted else ""
+            print(f"ok    model {wanted!r} is served{as_name}")
     kind, servers = _environment(args, config)
     if kind in ("docker", "docker_remote"):
         from agentdata_tui.sandbox.docker import preflight

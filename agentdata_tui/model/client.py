@@ -278,9 +278,11 @@ class OpenAIModel:
         temperature: float | None = None,
         max_tokens: int | None = None,
         pool_size: int = 4,
+        served_name: str | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
-        self.name = model_name
+        self.name = model_name  # the user's string, as recorded
+        self.served_name = served_name or model_name  # what requests carry (see served_model_name)
         self.config = config
         self._key = api_key or None
         self._url = f"{self.base_url}/chat/completions"
@@ -307,7 +309,7 @@ class OpenAIModel:
         self, config: ModelConfig, temperature: float | None, max_tokens: int | None
     ) -> dict[str, Any]:
         """Everything but the messages: built once, since it is the same for every call."""
-        body: dict[str, Any] = {"model": self.name}
+        body: dict[str, Any] = {"model": self.served_name}
         for key, value in config.model_kwargs.items():
             if key in LITELLM_ONLY_KEYS or key in _CLIENT_KEYS:
                 continue
@@ -635,3 +637,59 @@ def resolve_model_name(base_url: str, api_key: str | None, explicit: str | None,
         raise UserError(f"the model server at {base_url} lists no models; pass --model NAME")
     shown = ", ".join(models[:20]) + (f", ... ({len(models)} in all)" if len(models) > 20 else "")
     raise UserError(f"the model server at {base_url} lists several models ({shown}); pick one with --model")
+
+
+# litellm's provider prefixes for OpenAI-compatible servers and the providers mini-swe-agent
+# users name: ``hosted_vllm/Qwen/Qwen3-8B`` is served as ``Qwen/Qwen3-8B``.
+LITELLM_PROVIDERS = frozenset(
+    {
+        "openai",
+        "hosted_vllm",
+        "vllm",
+        "litellm_proxy",
+        "custom_openai",
+        "text-completion-openai",
+        "openai_like",
+        "lm_studio",
+        "ollama",
+        "ollama_chat",
+        "llamafile",
+        "xinference",
+        "openrouter",
+        "together_ai",
+        "deepinfra",
+        "fireworks_ai",
+        "groq",
+        "deepseek",
+        "mistral",
+        "anthropic",
+        "azure",
+        "gemini",
+        "xai",
+        "cerebras",
+        "sambanova",
+        "nvidia_nim",
+        "huggingface",
+        "perplexity",
+        "anyscale",
+        "novita",
+        "nebius",
+        "dashscope",
+        "moonshot",
+    }
+)
+
+
+def strip_provider(name: str) -> str:
+    """``name`` without a leading litellm provider segment (``openai/``, ``hosted_vllm/``, ...)."""
+    head, sep, rest = name.partition("/")
+    return rest if sep and rest and head in LITELLM_PROVIDERS else name
+
+
+def served_model_name(name: str, listed: list[str] | None) -> str:
+    """The model name requests carry: ``name`` as given when the server lists it (or when no
+    list could be had and it has no provider prefix), else with the litellm provider prefix
+    stripped, as litellm sends it."""
+    if listed is not None and name in listed:
+        return name
+    return strip_provider(name)

@@ -112,6 +112,7 @@ class EndpointPool:
         probe_max_s: float = PROBE_MAX_S,
         client_factory=None,
         prober=None,
+        served_name: str | None = None,
     ) -> None:
         from agentdata_tui.cli.generate import public_url
         from agentdata_tui.model.client import OpenAIModel, list_models
@@ -137,6 +138,7 @@ class EndpointPool:
                 temperature=temperature,
                 max_tokens=max_tokens,
                 pool_size=per,
+                served_name=served_name,
             )
 
         factory = client_factory or make
@@ -323,8 +325,11 @@ def build_model(
     temperature: float | None = None,
     max_tokens: int | None = None,
     pool_size: int = 4,
+    served_name: str | None = None,
 ):
-    """One URL: the plain client (its own retries); several: an :class:`EndpointPool` over them."""
+    """One URL: the plain client (its own retries); several: an :class:`EndpointPool` over them.
+    ``served_name``: the model name requests carry when it differs from the user's (see
+    ``client.served_model_name``)."""
     from agentdata_tui.model.client import OpenAIModel
 
     urls = split_endpoints(base_urls)
@@ -337,7 +342,15 @@ def build_model(
             temperature=temperature,
             max_tokens=max_tokens,
             pool_size=pool_size,
+            served_name=served_name,
         )
     return EndpointPool(
-        urls, api_key, model_name, config, temperature=temperature, max_tokens=max_tokens, pool_size=pool_size
+        urls,
+        api_key,
+        model_name,
+        config,
+        temperature=temperature,
+        max_tokens=max_tokens,
+        pool_size=pool_size,
+        served_name=served_name,
     )

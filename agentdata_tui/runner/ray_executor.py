@@ -70,6 +70,7 @@ class PartsRecipe:
     eval_server: str | None = None
     eval_token: str | None = None
     secrets: list[str] = field(default_factory=list)
+    served_name: str | None = None  # the model name requests carry (client.served_model_name)
 
     def build(self, workers: int) -> tuple[RolloutParts, ThreadPoolExecutor]:
         from agentdata_tui.model.pool import build_model
@@ -84,6 +85,7 @@ class PartsRecipe:
             temperature=self.temperature,
             max_tokens=self.max_tokens,
             pool_size=workers,
+            served_name=self.served_name,
         )
         make = sandbox_maker(
             self.dataset,

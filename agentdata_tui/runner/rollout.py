@@ -174,6 +174,7 @@ def execute_rollout(
             "git_diff_truncated": diff_truncated,
             "error_kind": error_kind,
             **routed,
+            **_tools_metadata(parts.config),
             **(extra_metadata or {}),
         },
         sample_index=task.sample_index,
@@ -244,3 +245,11 @@ class OverlappedStart:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
+
+
+def _tools_metadata(config: Any) -> dict[str, Any]:
+    """The tool schema offered to the model, on each tool-call example (issue 10 §6)."""
+    from agentdata_tui.agent.loop import tools_for
+
+    tools = tools_for(config)
+    return {"tools": tools} if tools else {}

@@ -56,6 +56,9 @@ class Runner:
     ) -> None:
         self.spec = spec
         self.model = model
+        from agentdata_tui.agent.loop import tools_for
+
+        self._tools = tools_for(spec.config)  # recorded in run.json (examples: runner/rollout.py)
         self.evaluator = evaluator
         self.make_sandbox = make_sandbox
         self.listeners = list(listeners or [])
@@ -226,6 +229,9 @@ class Runner:
             **self._identity(),
             "metadata": self.spec.metadata,
             "settings": self.spec.settings,
+            # the merged config (all --config layers) and the tools offered in tool-call mode
+            "config": self.spec.config.model_dump_public(),
+            "tools": self._tools,
         }
         if previous:
             run_json["resumes"] = [*previous.get("resumes", []), started_at]

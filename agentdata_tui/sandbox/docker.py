@@ -61,7 +61,14 @@ from agentdata_tui.sandbox.docker_engine import (  # re-exported: the CLI, runne
     release_server,
     server_url,
 )
-from agentdata_tui.sandbox.local import DIFF_EXCLUDES, DIFF_LIMIT, OUTPUT_HEAD, OUTPUT_TAIL, cut_patch
+from agentdata_tui.sandbox.local import (
+    DIFF_EXCLUDES,
+    DIFF_LIMIT,
+    OUTPUT_HEAD,
+    OUTPUT_TAIL,
+    cut_patch,
+    timeout_result,
+)
 
 __all__ = [
     "CONTROL_TIMEOUT",
@@ -288,12 +295,8 @@ class DockerSandbox:
         elapsed = time.monotonic() - t0
         measured = _measured_time(out.stderr_text())
         if timed_out or (exit_code == 137 and elapsed >= timeout - 0.5):
-            return ExecResult(
-                output=out.text(),
-                returncode=-9,
-                exec_time_s=round(elapsed, 4),
-                timed_out=True,
-                output_truncated=out.truncated,
+            return timeout_result(
+                command, timeout, out.text(), exec_time_s=round(elapsed, 4), output_truncated=out.truncated
             )
         if exit_code is None or exit_code == 137:
             self._check_alive()

@@ -33,8 +33,11 @@ from agentdata_tui.interfaces import ExecResult, SandboxError
 
 PREFIX = "agentdata-sbx-"
 DIFF_LIMIT = 1_000_000  # bytes of patch kept; larger diffs are cut and flagged
-OUTPUT_HEAD = 256 * 1024  # bytes of command output kept from the start ...
-OUTPUT_TAIL = 256 * 1024  # ... and from the end; the middle of a flood is dropped
+# The one cut of a command's output (every sandbox's collector uses it): a memory bound, not a
+# prompt policy. Templates get the output raw and truncate it themselves, as in mini-swe-agent;
+# only a flood past 1 MiB loses its middle (flagged ``output_truncated``).
+OUTPUT_HEAD = 512 * 1024  # bytes of command output kept from the start ...
+OUTPUT_TAIL = 512 * 1024  # ... and from the end; the middle of a flood is dropped
 SETUP_TIMEOUT_MIN = 600.0
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # Interpreter caches that running tests leaves behind: never part of a patch.
@@ -51,6 +54,25 @@ def scrubbed_env(home: str | os.PathLike[str], extra: dict[str, str] | None = No
     }
     env.update(extra or {})
     return env
+
+
+def timeout_result(command: str, timeout: float, output: str, **fields) -> ExecResult:
+    """A timed-out command as mini-swe-agent 2.x reports it: returncode -1 and ``exception_info``
+    (its observation templates show it); the partial output is kept."""
+    seconds = int(timeout) if float(timeout).is_integer() else timeout
+    info = f"An error occurred while executing the command: Command '{command}' timed out after {seconds} seconds"
+    return ExecResult(output=output, returncode=-1, timed_out=True, exception_info=info, **fields)
+
+
+# Shell startup files a config names for its container image (mini-swe-agent's swebench.yaml:
+# BASH_ENV=/root/.bashrc for conda). Locally they would be this machine's own rc files, whose
+# noise lands in every output (a submission then never counts); mini-swe-agent's local
+# environment runs ``sh``, which never reads BASH_ENV, so the local sandbox leaves them out.
+LOCAL_UNSET_ENV = ("BASH_ENV", "ENV")
+
+
+def local_env(env: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in env.items() if k not in LOCAL_UNSET_ENV}
 
 
 class LocalSandbox:
@@ -90,7 +112,7 @@ class LocalSandbox:
         home = self.root / "home"
         if self.repo_src is not None and not self.repo_src.is_dir():
             raise SandboxError(f"repo_path of {self.instance.instance_id} is not a folder: {self.repo_src}")
-        self._env = scrubbed_env(home, self.config.env)
+        self._env = scrubbed_env(home, local_env(self.config.env))
         # git for our own bookkeeping: no system/global config of the caller, a private index.
         self._git_env = scrubbed_env(home)
         self._git_env.update(
@@ -178,6 +200,10 @@ class LocalSandbox:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def template_env(self) -> dict[str, str]:
+        """The environment variables templates see: the commands' own, scrubbed ones."""
+        return dict(self._env or scrubbed_env("", self.config.env))
+
     # -- commands ------------------------------------------------------------------
     def execute(self, command: str, timeout: float | None = None) -> ExecResult:
         if self._closed or self.cwd is None:
@@ -210,12 +236,11 @@ class LocalSandbox:
             self._pgids.discard(proc.pid)
         elif not _group_alive(proc.pid):
             self._pgids.discard(proc.pid)
+        elapsed = round(time.monotonic() - t0, 4)
+        if timed_out:
+            return timeout_result(command, timeout, output, exec_time_s=elapsed, output_truncated=truncated)
         return ExecResult(
-            output=output,
-            returncode=proc.returncode if not timed_out else -signal.SIGKILL,
-            exec_time_s=round(time.monotonic() - t0, 4),
-            timed_out=timed_out,
-            output_truncated=truncated,
+            output=output, returncode=proc.returncode, exec_time_s=elapsed, output_truncated=truncated
         )
 
     # -- diff ----------------------------------------------------------------------

@@ -83,7 +83,8 @@ def test_commands_timeouts_diff_and_removal(docker_api, docker_tcp):
         # In-container timeout: killed and flagged, well before the client-side bound.
         t0 = time.monotonic()
         res = sb.execute("echo start; sleep 30; echo never")
-        assert res.timed_out and res.returncode == -9 and "start" in res.output and "never" not in res.output
+        assert res.timed_out and res.returncode == -1 and "start" in res.output and "never" not in res.output
+        assert "Command 'echo start; sleep 30; echo never' timed out after" in res.exception_info  # as 2.x
         assert time.monotonic() - t0 < 3 + dsb.CLIENT_GRACE
 
         # A backgrounded process that keeps the stream open does not hold the command.
@@ -95,7 +96,7 @@ def test_commands_timeouts_diff_and_removal(docker_api, docker_tcp):
         # Output is capped: head and tail kept, the middle dropped and flagged.
         res = sb.execute("seq 1 400000")
         assert res.output_truncated and res.output.startswith("1\n2\n") and res.output.endswith("400000\n")
-        assert len(res.output) < 600_000 and "bytes of output dropped" in res.output
+        assert len(res.output) < 1_100_000 and "bytes of output dropped" in res.output  # the 1 MiB bound
 
         # The diff: a fix and a new file, setup artefacts and caches excluded.
         sb.execute("sed -i 's/page_count(total, per_page))/page_count(total, per_page) + 1)/' paginator.py")
