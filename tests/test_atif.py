@@ -136,7 +136,11 @@ def test_atif_steps_pair_with_their_model_calls_past_a_rejected_reply() -> None:
         ],
         steps=[
             {"prompt_tokens": 10, "command": "ls"},
-            {"prompt_tokens": 20, "format_error": True, "rejected_reply": "two blocks"},
+            {
+                "prompt_tokens": 20,
+                "format_error": True,
+                "rejected_reply": {"role": "assistant", "content": "two blocks"},
+            },
             {"prompt_tokens": 30, "command": "echo COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT"},
         ],
         metadata={"rollout_id": "r", "run_id": "run"},
