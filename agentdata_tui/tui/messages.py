@@ -99,3 +99,13 @@ class PreviewReady(Message):
         super().__init__()
         self.report = report
         self.error = error
+
+
+class ControlAnswered(Message):
+    """The runner's answer to a dashboard key (pause, workers, cancel)."""
+
+    def __init__(self, command: str, ok: bool, detail: str) -> None:
+        super().__init__()
+        self.command = command
+        self.ok = ok
+        self.detail = detail

@@ -109,6 +109,8 @@ class DashboardState:
         self.tokens = 0
         self.session_tokens = 0  # completion tokens since this session's run_started
         self.finished_seen = 0  # rollout_finished events, cancelled ones too
+        self.paused = False  # from the runner's control events
+        self.control_workers: int | None = None
         self.events_seen = 0
         self.last_t: float | None = None
         # Set by the dashboard when the run's process is gone without run_finished (killed):
@@ -147,6 +149,8 @@ class DashboardState:
         self.settings = ev.get("settings") or {}
         self.started_t = self._t(ev)
         self.session_tokens = 0
+        self.paused = False
+        self.control_workers = None
         self.run_finished = None
         self.finished_t = None
         for w in self.workers.values():
@@ -223,6 +227,13 @@ class DashboardState:
             old = self._finished_order.popleft()
             if all(w.rollout_id != old for w in self.workers.values()):
                 self.rollouts.pop(old, None)
+
+    def _on_control(self, ev: dict[str, Any]) -> None:
+        """The runner's answer to a control command: its state after it."""
+        if isinstance(ev.get("paused"), bool):
+            self.paused = ev["paused"]
+        if isinstance(ev.get("workers"), int) and not isinstance(ev.get("workers"), bool):
+            self.control_workers = ev["workers"]
 
     def _on_run_finished(self, ev: dict[str, Any]) -> None:
         self.run_finished = ev

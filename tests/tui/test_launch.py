@@ -18,6 +18,7 @@ from agentdata_tui.tui.launch_settings import initial_values
 from agentdata_tui.tui.screens.browser import BrowserScreen
 from agentdata_tui.tui.screens.dashboard import DashboardScreen
 from agentdata_tui.tui.screens.export import ExportScreen
+from agentdata_tui.tui.screens.modals import ConfirmScreen
 from tui.helpers import dashboard_caught_up, index_done, run_async, wait_until
 
 SECRET = "sk-test-SECRET-never-written-0123"
@@ -470,3 +471,87 @@ async def test_form_details(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("escape")
     assert app.return_value == 0
+
+
+@pytest.mark.slow
+@run_async
+async def test_dashboard_keys_control_a_live_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """p pauses and resumes, + adds a worker, x cancels the selected rollout: through the real
+    runner's control channel, each answer read back from its events."""
+    monkeypatch.chdir(tmp_path)
+    dataset = make_dataset(tmp_path)
+    output = tmp_path / "live.json"
+    with ModelServer(ScriptedResponder({}, default=[LOOK, LOOK, LOOK, DONE]), latency=1.0) as server:
+        runner = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "agentdata_tui",
+                "generate-multi",
+                "--dataset",
+                str(dataset),
+                "--output",
+                str(output),
+                "--base-url",
+                server.base_url,
+                "--workers",
+                "2",
+                "--samples-per-task",
+                "2",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        try:
+            app = make_app("watch", path=tmp_path / "live.run", process=runner, poll_interval=0.05)
+            async with app.run_test(size=(120, 40)) as pilot:
+                await wait_until(pilot, lambda: (tmp_path / "live.run").is_dir(), timeout=60)
+                screen = app.screen
+                await wait_until(
+                    pilot, lambda: screen.state and screen.state.running >= 1, timeout=60, what="rollouts"
+                )
+                await pilot.press("p")
+                await wait_until(pilot, lambda: screen.state.paused, timeout=30, what="paused")
+                await dashboard_caught_up(pilot)
+                assert "paused" in str(screen.query_one("#run-summary").render())
+                await pilot.press("p")
+                await wait_until(pilot, lambda: not screen.state.paused, timeout=30, what="resumed")
+                await pilot.press("plus")
+                await wait_until(
+                    pilot, lambda: screen.state.control_workers == 3, timeout=30, what="3 workers"
+                )
+                # cancel the rollout the view follows
+                await wait_until(
+                    pilot,
+                    lambda: (
+                        screen.selected_rollout
+                        and screen.state.rollouts.get(screen.selected_rollout)
+                        and screen.state.rollouts[screen.selected_rollout].finished is None
+                    ),
+                    timeout=30,
+                )
+                target = screen.selected_rollout
+                await pilot.press("x")
+                await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+                await pilot.press("y")
+                await wait_until(
+                    pilot,
+                    lambda: (screen.state.rollouts.get(target) or RolloutGone).finished is not None,
+                    timeout=60,
+                    what="the cancel",
+                )
+                assert screen.state.rollouts[target].status == "cancelled"
+                assert screen.state.metrics().cancelled >= 1
+                await pilot.press("s")
+                await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+                await pilot.press("y")
+                assert runner.wait(timeout=90) in (0, 130)
+        finally:
+            if runner.poll() is None:
+                runner.kill()
+                runner.wait()
+
+
+class RolloutGone:
+    finished = "gone"

@@ -22,7 +22,7 @@ from textual.screen import Screen
 from textual.widgets import Header, Label, ProgressBar, RichLog, Static
 
 from agentdata_tui.events import EventTail
-from agentdata_tui.tui.messages import EventsBatch, LogReset, RunProcessExited
+from agentdata_tui.tui.messages import ControlAnswered, EventsBatch, LogReset, RunProcessExited
 from agentdata_tui.tui.run_folder import log_tail, pid_alive, read_run_json
 from agentdata_tui.tui.state import DashboardState, RolloutView, StepView, format_duration
 from agentdata_tui.tui.widgets.footer import AppFooter
@@ -69,6 +69,10 @@ class DashboardScreen(Screen[None]):
         Binding("s", "stop_run", "Stop run", id="stop"),
         Binding("b", "browse", "Browse", id="browse"),
         Binding("f", "follow", "Follow newest", show=False, id="follow"),
+        Binding("p", "pause", "Pause/resume", id="pause"),
+        Binding("x", "cancel_rollout", "Cancel rollout", id="cancel-rollout"),
+        Binding("plus", "workers(1)", "More workers", key_display="+", show=False, id="more-workers"),
+        Binding("minus", "workers(-1)", "Fewer workers", key_display="-", show=False, id="fewer-workers"),
     ]
 
     def __init__(
@@ -254,7 +258,9 @@ class DashboardScreen(Screen[None]):
         live = self._run_live()
         state.stale = not live and not m.finished
         m = state.metrics()
-        if m.stopped:
+        if state.paused and not m.finished:
+            status = "paused (p resumes)"
+        elif m.stopped:
             status = "stopped (resume with --resume)"
         elif m.status in ("failed", "aborted"):
             status = f"{m.status}: {m.reason}" if m.reason else m.status
@@ -269,7 +275,7 @@ class DashboardScreen(Screen[None]):
                 (state.run_id or "run ?", "bold"),
                 (status, "green" if m.finished and not m.stopped else "yellow"),
                 *([f"model {model}"] if model else []),
-                f"{state.workers_n or len(state.workers)} workers",
+                f"{state.control_workers or state.workers_n or len(state.workers)} workers",
             ],
             [
                 (f"{m.done:,}/{m.total:,} done", "bold"),
@@ -519,6 +525,61 @@ class DashboardScreen(Screen[None]):
         from agentdata_tui.tui.screens.browser import BrowserScreen
 
         self.app.push_screen(BrowserScreen(self.run_dir))
+
+    # -- live control (the runner's control channel, runner/control.py) ------
+    def action_pause(self) -> None:
+        paused = bool(self.state and self.state.paused)
+        self.control("resume" if paused else "pause")
+
+    def action_workers(self, delta: int) -> None:
+        if self.state is None:
+            return
+        current = self.state.control_workers or self.state.workers_n or len(self.state.workers) or 1
+        self.control("workers", str(max(1, current + delta)))
+
+    def action_cancel_rollout(self) -> None:
+        rid = self.selected_rollout
+        view = self.state.rollouts.get(rid) if self.state and rid else None
+        if view is None or view.finished is not None:
+            self.notify("Select a running rollout first (a worker's row).", severity="warning")
+            return
+        from agentdata_tui.tui.screens.modals import ConfirmScreen
+
+        def answer(yes: bool | None) -> None:
+            if yes:
+                self.control("cancel", view.rollout_id)
+
+        self.app.push_screen(
+            ConfirmScreen(
+                f"Cancel {view.instance_id} sample {view.sample_index}? It is not recorded and runs again on --resume.",
+                yes="Cancel the rollout",
+                no="Keep it",
+            ),
+            answer,
+        )
+
+    def control(self, command: str, arg: str | None = None) -> None:
+        if not self._run_live():
+            self.notify("The run is not running: nothing to control.", severity="warning")
+            return
+        self._send_control(command, arg)
+
+    @work(thread=True, exit_on_error=False, group="control")
+    def _send_control(self, command: str, arg: str | None) -> None:
+        from agentdata_tui.errors import UserError
+        from agentdata_tui.runner.control import send_command
+
+        try:
+            answer = send_command(self.run_dir, command, arg, wait=10.0)
+        except UserError as exc:
+            self.post_message(ControlAnswered(command, False, str(exc)))
+            return
+        self.post_message(ControlAnswered(command, bool(answer.get("ok")), str(answer.get("detail") or "")))
+
+    def on_control_answered(self, message: ControlAnswered) -> None:
+        what = f"{message.command}: {message.detail}" if message.detail else message.command
+        self.notify(what, severity="information" if message.ok else "error")
+        self._dirty = True
 
     def action_follow(self) -> None:
         """Show the most recently started rollout."""
