@@ -36,6 +36,9 @@ async def dashboard_caught_up(pilot: Pilot, finished: bool = False, timeout: flo
             return False
         if screen.rewrap_pending:  # the conversation is about to be written again at its new width
             return False
+        log = screen.query_one("#live-log")
+        if log.lines and log.scroll_y < log.max_scroll_y:  # it follows the newest line: not there yet
+            return False
         return state.run_finished is not None if finished else True
 
     await wait_until(pilot, ready, timeout=timeout, what="the dashboard to paint every event")

@@ -388,6 +388,10 @@ class DashboardScreen(Screen[None]):
         if view.finished is not None and not getattr(log, "_finished_written", False):
             _write_finished(log, view)
             log._finished_written = True  # type: ignore[attr-defined]
+        # RichLog scrolls to the end as it writes, but lines written right after a clear (a new
+        # rollout, a new width) can land before its size is known: follow the newest line once
+        # the layout is done.
+        self.call_after_refresh(log.scroll_end, animate=False)
 
     def select_rollout(self, rollout_id: str | None, worker: str | None = None) -> None:
         """Show this rollout's conversation (from its first step, growing as steps arrive).
