@@ -42,6 +42,14 @@ class SandboxError(RolloutError):
     exit_status = "SandboxError"
 
 
+class DiffUnavailable(Exception):
+    """The agent destroyed the diff base (e.g. ``rm -rf`` of our git directory): no patch can be
+    taken. The rollout ends with this status as the agent's own failure (reward 0), not a
+    sandbox error, and is not retried."""
+
+    exit_status = "DiffUnavailable"
+
+
 # -- model -------------------------------------------------------------------
 
 

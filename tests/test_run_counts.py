@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -113,15 +115,30 @@ def test_cli_progress_of_a_retried_run_never_counts_past_the_total(tmp_path: Pat
 
 
 class _StopAfterFirst:
-    def __init__(self, runner) -> None:
-        self.runner = runner
+    """Stops the run when its first rollout finishes, then lets the held requests go."""
+
+    def __init__(self, runner, gate: threading.Event) -> None:
+        self.runner, self.gate = runner, gate
 
     def run_started(self, total: int, pending: int, done_before: int) -> None: ...
 
     def rollout_finished(self, example, elapsed_s: float) -> None:
         self.runner.request_stop()
+        self.gate.set()
 
     def run_finished(self, counts, elapsed_s: float, stopped: bool) -> None: ...
+
+
+class _HoldOthers:
+    """Scripted replies; every task but task-000 waits for ``gate`` (so it is in flight at the stop)."""
+
+    def __init__(self, inner, gate: threading.Event) -> None:
+        self.inner, self.gate = inner, gate
+
+    def __call__(self, body):
+        if "[task-000]" not in json.dumps(body.get("messages") or []):
+            self.gate.wait(120)
+        return self.inner(body)
 
 
 def test_a_stopped_then_resumed_run_counts_what_the_file_holds(tmp_path: Path) -> None:
@@ -130,16 +147,17 @@ def test_a_stopped_then_resumed_run_counts_what_the_file_holds(tmp_path: Path) -
     out = tmp_path / "s.json"
     scripts = scripts_for(4, steps=6)
     scripts["[task-000]"] = [scripts["[task-000]"][-2], SUBMIT]  # one quick rollout
-    with ModelServer(ScriptedResponder(scripts), latency=0.05) as server:
+    gate = threading.Event()
+    with ModelServer(_HoldOthers(ScriptedResponder(scripts), gate)) as server:
         runner = make_runner(server, ds, out, workers=2)
-        runner.listeners.append(_StopAfterFirst(runner))
+        runner.listeners.append(_StopAfterFirst(runner, gate))
         first = runner.run()
         assert first.stopped
         c = RunCounts()
         c.apply(read_events(out.with_suffix(".run")))
         f = c.figures()
         recorded = len(jsonl(out.with_suffix(".run") / "examples.jsonl"))
-        assert f.done == recorded < 4 and f.cancelled >= 1 and f.status == "stopped"
+        assert f.done == recorded == 1 and f.cancelled == 1 and f.status == "stopped"
         buf = io.StringIO()
         again = make_runner(server, ds, out, workers=2, resume=True)
         again.listeners.append(PlainProgress(buf, every_s=3600))

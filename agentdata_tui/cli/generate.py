@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -131,20 +130,24 @@ def _add_run_flags(p: argparse.ArgumentParser, *, multi: bool) -> None:
         "--retry-errors",
         type=non_negative_int,
         default=0,
-        help="run an attempt that ended in ModelError/SandboxError (or whose evaluation failed) up to N more "
-        "times; every attempt stays in examples.jsonl, the output holds the last (default: 0)",
+        help="give each (instance, sample) whose attempt ended in ModelError/SandboxError up to N more tries in "
+        "this invocation (with --resume too: a fresh budget each time); an attempt whose only failure was its "
+        "evaluation is re-graded from its recorded patch instead of re-run. Every attempt stays in "
+        "examples.jsonl, the output holds the last (default: 0)",
     )
     g.add_argument(
         "--resume",
         action="store_true",
         help="continue the run in OUTPUT's run folder: (instance, sample) pairs with a recorded attempt "
-        "are skipped, the rest run (refused if the model, config or dataset changed, unless --force)",
+        "are skipped, the rest run; the task selection run.json records is used (refused if the model, "
+        "config, dataset or selection changed, unless --force)",
     )
     g.add_argument(
         "--force",
         action="store_true",
-        help="with --resume: resume even if model/config/dataset changed; without: start over, moving "
-        "an existing run folder aside (it is kept)",
+        help="with --resume: resume even if model/config/dataset/selection changed, moving nothing; without: "
+        "start over, setting the run folder and a stale OUTPUT aside (OUTPUT.run.old-<time>, "
+        "OUTPUT.old-<time>); nothing else is moved",
     )
     g.add_argument(
         "--log-file", default=None, help="also write a log of the run (rollouts, errors) to this file"
@@ -167,7 +170,12 @@ def _add_run_flags(p: argparse.ArgumentParser, *, multi: bool) -> None:
             help="only instances A..B-1 of the dataset (either side may be empty)",
         )
         s.add_argument("--shuffle", action="store_true", help="shuffle the selected instances (see --seed)")
-        s.add_argument("--seed", type=int, default=None, help="random seed for --shuffle (default: random)")
+        s.add_argument(
+            "--seed",
+            type=int,
+            default=None,
+            help="random seed for --shuffle (default: drawn, recorded in run.json)",
+        )
         s.add_argument(
             "--max-tasks", type=positive_int, default=None, help="at most N tasks (after the above)"
         )
@@ -356,24 +364,17 @@ def _model_defaults(config, args: argparse.Namespace) -> tuple[float | None, int
     return temperature, max_tokens
 
 
-def check_output_path(output: str) -> Path:
-    p = Path(output)
-    if p.is_dir():
-        raise UserError(f"--output {output} is a folder; give a file name like {p / 'training_data.json'}")
-    if p.suffix != ".json":
-        raise UserError(f"--output {output}: the training-data file must end in .json")
-    return p
-
-
 # -- generate -----------------------------------------------------------------------------------
 
 
 def run_generate_multi(args: argparse.Namespace) -> int:
     from agentdata_tui.dataset import load_dataset
-    from agentdata_tui.runner.selection import Selection, parse_ids, select_instances
+    from agentdata_tui.runner.execute import check_output_path
+    from agentdata_tui.runner.selection import Selection, parse_ids, resolve_selection, select_instances
+    from agentdata_tui.runner.store import RunStore
 
     dataset = load_dataset(args.dataset)
-    selection = Selection(
+    given = Selection(
         instance_ids=parse_ids(args.instance_ids) if args.instance_ids else None,
         filter=args.filter,
         slice=args.slice,
@@ -381,6 +382,12 @@ def run_generate_multi(args: argparse.Namespace) -> int:
         seed=args.seed,
         max_tasks=args.max_tasks,
     )
+    recorded = None
+    if args.resume:
+        previous = RunStore(check_output_path(args.output)).read_run_json()
+        rec = previous.get("selection", (previous.get("metadata") or {}).get("selection"))
+        recorded = rec if isinstance(rec, dict) else None
+    selection = resolve_selection(given, recorded, resume=args.resume, force=args.force)
     instances = select_instances(dataset.instances, selection)
     return _generate(args, dataset, instances, selection.public(), command="generate-multi")
 
@@ -417,9 +424,11 @@ def _generate(
     from agentdata_tui.evaluation import normalize_eval_url
     from agentdata_tui.model.client import resolve_model_name, served_model_name
     from agentdata_tui.model.pool import build_model
+    from agentdata_tui.runner.execute import check_output_path, refuse_if_in_use
 
     config = load_run_config(args)
     output = check_output_path(args.output)
+    refuse_if_in_use(output)
     kind, servers = _environment(args, config)
     eval_url = normalize_eval_url(args.eval_server)
     api_key = resolve_api_key(args, config)
@@ -493,22 +502,30 @@ def _generate(
         metadata["served_model_name"] = served
     if tools:
         metadata["tools"] = tools
+    from agentdata_tui.runner.execute import RunRequest, execute_run
+
+    request = RunRequest(
+        dataset=dataset,
+        instances=instances,
+        config=config,
+        output=output,
+        model=model,
+        metadata=metadata,
+        environment_class=kind,
+        docker_servers=servers,
+        eval_server=eval_url,
+        eval_token=eval_token,
+        secrets=secrets,
+        workers=args.workers,
+        samples_per_task=args.samples_per_task,
+        retry_errors=args.retry_errors,
+        resume=args.resume,
+        force=args.force,
+        log_file=args.log_file,
+        executor=executor,
+    )
     try:
-        return execute_run(
-            args,
-            dataset=dataset,
-            instances=instances,
-            config=config,
-            output=output,
-            model=model,
-            metadata=metadata,
-            secrets=secrets,
-            environment_class=kind,
-            docker_servers=servers,
-            eval_server=eval_url,
-            eval_token=eval_token,
-            executor=executor,
-        )
+        return execute_run(request)
     finally:
         model.close()
 
@@ -565,97 +582,6 @@ def _probe_model_server(base_url: str, api_key: str | None) -> list[str] | None:
             ) from None
         print(f"warning: {text}; going on with the run", file=sys.stderr)  # e.g. a server without /models
         return None
-
-
-def execute_run(
-    args: argparse.Namespace,
-    *,
-    dataset,
-    instances,
-    config,
-    output: Path,
-    model,
-    metadata: dict[str, Any],
-    secrets: list[str],
-    environment_class: str,
-    docker_servers: list[str],
-    eval_server: str | None,
-    eval_token: str | None,
-    progress_stream=None,
-    executor=None,
-) -> int:
-    """Run the core runner with progress, log, signals; print where the data is."""
-    from agentdata_tui.agent.templates import validate_templates
-    from agentdata_tui.runner import Runner, RunSpec, graceful_signals
-    from agentdata_tui.runner.components import evaluator_for, sandbox_maker
-    from agentdata_tui.runner.logs import LogListener
-    from agentdata_tui.runner.progress import make_progress
-
-    validate_templates(config, instances[0].to_dict())  # a template typo: one error now, not one per example
-    settings = {
-        k: metadata.get(k)
-        for k in (
-            "model_name",
-            "temperature",
-            "max_tokens",
-            "workers",
-            "samples_per_task",
-            "retry_errors",
-            "environment_class",
-            "docker_servers",
-            "eval_server",
-            "base_url",
-            "selection",
-            "demo",
-            "executor",
-        )
-        if k in metadata
-    }
-    settings.update(
-        config_file=metadata.get("config_file"),
-        dataset_file=metadata.get("dataset_file"),
-        output=str(output.resolve()),
-        log_file=getattr(args, "log_file", None),
-        resume=bool(getattr(args, "resume", False)),
-    )
-    spec = RunSpec(
-        dataset=dataset,
-        instances=instances,
-        config=config,
-        output=output,
-        workers=args.workers,
-        samples_per_task=getattr(args, "samples_per_task", 1),
-        retry_errors=getattr(args, "retry_errors", 0),
-        resume=bool(getattr(args, "resume", False)),
-        force=bool(getattr(args, "force", False)),
-        metadata=metadata,
-        settings=settings,
-        secrets=secrets,
-    )
-    make = sandbox_maker(dataset, config, environment_class=environment_class, docker_servers=docker_servers)
-    evaluator = evaluator_for(eval_server, make, token=eval_token, pool_size=args.workers)
-    listeners = [make_progress(progress_stream), LogListener()]
-    runner = Runner(
-        spec, model=model, evaluator=evaluator, make_sandbox=make, listeners=listeners, executor=executor
-    )
-    with graceful_signals(runner):
-        outcome = runner.run()
-    run_dir = outcome.run_dir
-    state = "stopped early" if outcome.stopped else "done"
-    print(
-        f"{state}: {outcome.written} examples in {output} (run folder {run_dir}; "
-        f"{outcome.counts.get('finished', 0)} rollouts this session, {outcome.counts.get('errors', 0)} with errors)",
-        flush=True,
-    )
-    if outcome.fatal:
-        print(f"error: the run stopped: {outcome.fatal}", file=sys.stderr)
-    if outcome.stopped:
-        print(f"continue with the same command plus --resume (output {output})", flush=True)
-    elif outcome.exit_code == 1:
-        print(
-            "every rollout ended in an error: check the servers with `agentdata-tui check`", file=sys.stderr
-        )
-    return outcome.exit_code
 
 
 # -- check -----------------------------------------------------------------------------------------

@@ -405,6 +405,12 @@ def _close_docker() -> None:
 
 def run_cleanup(args: argparse.Namespace) -> int:
     from agentdata_tui.sandbox.docker import cleanup
+    from agentdata_tui.sandbox.local import sweep_orphans, sweep_patch_files
+
+    folders = sweep_orphans()
+    patches = sweep_patch_files()
+    if folders or patches:
+        print(f"local: removed {folders} sandbox folder(s) of killed runs, {patches} stale patch file(s)")
 
     reports = cleanup(_servers(args.docker_server) or None, args.run_id, include_live=args.include_live)
     failed = 0

@@ -204,12 +204,12 @@ def run_watch(args: argparse.Namespace) -> int:
 def run_demo_tui(args: argparse.Namespace) -> int:
     """``agentdata-tui demo`` in a terminal: the headless demo as a background process, and the dashboard on it."""
     _need_terminal()
-    from agentdata_tui.events import run_dir_for
+    from agentdata_tui.events import output_run_dir
     from agentdata_tui.tui.app import make_app
     from agentdata_tui.tui.launch_settings import child_env, start_background
 
     output = Path(getattr(args, "output", None) or "demo_training_data.json")
-    run_dir = run_dir_for(output)
+    run_dir = output_run_dir(output)
     cmd = [sys.executable, "-m", "agentdata_tui", "demo", "--headless", "--output", str(output)]
     workers = getattr(args, "workers", None)
     if workers:

@@ -14,20 +14,21 @@ import sys
 from pathlib import Path
 
 from agentdata_tui.errors import UserError
-from agentdata_tui.events import run_dir_for
+from agentdata_tui.events import output_run_dir
 
 BANNER = "DEMO — scripted replies from agentdata_tui/demo/data/replies.json, no model server is asked"
 
 
 def _clear_previous_demo(output: Path) -> None:
-    """A second ``demo`` replaces the first one's records; a real run's folder is never touched.
+    """A second ``demo`` replaces the first one's records; a real run's folder is never touched,
+    nor a demo still running (its lock is held: one line naming its pid).
 
     Only the run store's own files go: whatever else is in the folder (e.g. the log the TUI's
     background launcher is writing there right now) stays.
     """
-    from agentdata_tui.runner.store import EVENTS, EXAMPLES, RUN_JSON
+    from agentdata_tui.runner.store import EVENTS, EXAMPLES, RUN_JSON, RunLock
 
-    run_dir = run_dir_for(output)
+    run_dir = output_run_dir(output)
     if not (run_dir / RUN_JSON).exists() and not (run_dir / EXAMPLES).exists():
         return
     try:
@@ -36,16 +37,20 @@ def _clear_previous_demo(output: Path) -> None:
         meta = {}
     if not meta.get("demo"):
         raise UserError(f"{run_dir} holds a run that is not a demo; pick another --output for the demo")
-    for name in (EXAMPLES, EVENTS, RUN_JSON):
-        (run_dir / name).unlink(missing_ok=True)
+    lock = RunLock(run_dir).acquire()
+    try:
+        for name in (EXAMPLES, EVENTS, RUN_JSON):
+            (run_dir / name).unlink(missing_ok=True)
+    finally:
+        lock.release()
 
 
 def run_demo_headless(args: argparse.Namespace) -> int:
     from agentdata_tui import __version__
-    from agentdata_tui.cli.generate import check_output_path, execute_run
     from agentdata_tui.config import load_config
     from agentdata_tui.dataset import load_dataset
     from agentdata_tui.demo.replay import ReplayModel, demo_data_dir
+    from agentdata_tui.runner.execute import RunRequest, check_output_path, execute_run
     from agentdata_tui.runner.logs import setup_logging
 
     output = check_output_path(args.output)
@@ -76,20 +81,17 @@ def run_demo_headless(args: argparse.Namespace) -> int:
         "generator": "agentdata-tui demo",
         "note": BANNER,
     }
-    ns = argparse.Namespace(workers=args.workers, resume=resume, force=False, log_file=None)
     code = execute_run(
-        ns,
-        dataset=dataset,
-        instances=dataset.instances,
-        config=config,
-        output=output,
-        model=model,
-        metadata=metadata,
-        secrets=[],
-        environment_class="local",
-        docker_servers=[],
-        eval_server=None,
-        eval_token=None,
+        RunRequest(
+            dataset=dataset,
+            instances=dataset.instances,
+            config=config,
+            output=output,
+            model=model,
+            metadata=metadata,
+            workers=args.workers,
+            resume=resume,
+        )
     )
     if output.exists():
         print_summary(output)

@@ -26,6 +26,7 @@ import base64
 import contextlib
 import math
 import random
+import shlex
 import statistics
 import uuid
 from collections.abc import Callable
@@ -99,7 +100,8 @@ class BuiltinEvaluator:
         dropped = info["protected_changed"]
         patch_file = ""
         try:
-            patch_file = self._upload(sb, patch, spec.timeout)
+            patch_file = self._patch_path(sb, spec.timeout)
+            self._upload(sb, patch, patch_file, spec.timeout)
             # git's own reading of the filtered patch: a section our splitter read differently
             # (a crafted header) must not slip a protected file through.
             seen = self._run(sb, _numstat_cmd(patch_file), spec.timeout)
@@ -134,9 +136,11 @@ class BuiltinEvaluator:
             info["timeout_s"] = spec.timeout
             return EvalResult(0.0, False, None, info)
         finally:
-            if patch_file:  # outside the repo (e.g. /tmp): the sandbox's cleanup may not reach it
+            if patch_file:  # also when the upload failed half-way (its .b64 part)
                 with contextlib.suppress(Exception):
-                    sb.execute(f'rm -f "{patch_file}"', timeout=30)
+                    sb.execute(
+                        f"rm -f {shlex.quote(patch_file)} {shlex.quote(patch_file + '.b64')}", timeout=30
+                    )
 
     def _run(self, sb: Sandbox, command: str, timeout: float) -> ExecResult:
         res = sb.execute(command, timeout=timeout)
@@ -144,9 +148,19 @@ class BuiltinEvaluator:
             raise EvalTimeout(command)
         return res
 
-    def _upload(self, sb: Sandbox, patch: str, timeout: float) -> str:
+    def _patch_path(self, sb: Sandbox, timeout: float) -> str:
+        """Where the patch goes: the sandbox's home when it has a writable one (a local sandbox's
+        is inside its own folder, removed with it even when a run is killed), else its tmp."""
+        res = self._run(
+            sb,
+            'd="$HOME"; { [ -n "$d" ] && [ -d "$d" ] && [ -w "$d" ]; } || d="${TMPDIR:-/tmp}"; printf %s "$d"',
+            timeout,
+        )
+        folder = res.output.strip().splitlines()[-1] if res.returncode == 0 and res.output.strip() else "/tmp"
+        return f"{folder.rstrip('/')}/agentdata-{uuid.uuid4().hex}.patch"
+
+    def _upload(self, sb: Sandbox, patch: str, name: str, timeout: float) -> None:
         """Write the patch into the sandbox through commands only (works for any Sandbox)."""
-        name = f"${{TMPDIR:-/tmp}}/agentdata-{uuid.uuid4().hex}.patch"
         encoded = base64.b64encode(patch.encode("utf-8")).decode("ascii")
         for i in range(0, len(encoded), _CHUNK):
             op = ">" if i == 0 else ">>"
@@ -156,7 +170,6 @@ class BuiltinEvaluator:
         res = self._run(sb, f'base64 -d "{name}.b64" > "{name}" && rm -f "{name}.b64"', timeout)
         if res.returncode != 0:
             raise SandboxError(f"cannot decode the patch in the sandbox: {res.output.strip()[-200:]}")
-        return name
 
     def _bench(
         self, sb: Sandbox, spec: EvalSpec, patch_file: str, info: dict[str, Any]

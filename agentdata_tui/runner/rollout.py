@@ -20,9 +20,18 @@ from typing import Any
 
 from agentdata_tui.errors import UserError
 from agentdata_tui.events import cut
-from agentdata_tui.interfaces import Evaluator, Model, RolloutCancelled, RolloutContext, Sandbox, SandboxError
+from agentdata_tui.interfaces import (
+    DiffUnavailable,
+    Evaluator,
+    Model,
+    RolloutCancelled,
+    RolloutContext,
+    Sandbox,
+    SandboxError,
+)
 from agentdata_tui.records import Example
 from agentdata_tui.runner.spec import SandboxMaker, Task
+from agentdata_tui.runner.store import StoreWriteError
 from agentdata_tui.sandbox import tag_run
 
 log = logging.getLogger("agentdata_tui.runner")
@@ -86,7 +95,15 @@ def execute_rollout(
     ctx = RolloutContext(inst.instance_id, task.sample_index, task.attempt, run_id)
     sandbox: Sandbox | None = None
     routed: dict[str, Any] = {}
+    no_diff: str | None = None  # why no patch could be taken (DiffUnavailable)
+    if task.regrade is not None:  # only the evaluation failed: grade the recorded patch again
+        prev = task.regrade
+        messages, steps, exit_status = prev.messages, list(prev.steps), prev.exit_status or "Submitted"
+        model_calls, patch = prev.model_calls, prev.git_diff
+        diff_truncated = bool((prev.metadata or {}).get("git_diff_truncated"))
     try:
+        if task.regrade is not None:
+            raise _Regrade
         inner = parts.make_sandbox(inst, rollout_id)
         tag_run(inner, run_id)
         sandbox = OverlappedStart(inner, timings, parts.starter)
@@ -111,10 +128,16 @@ def execute_rollout(
         if exit_status != "SandboxError":
             try:
                 patch, diff_truncated = sandbox.diff()
+            except DiffUnavailable as exc:  # the agent destroyed the base: its failure, reward 0
+                exit_status, no_diff = DiffUnavailable.exit_status, str(exc)
             except SandboxError:
                 if error is None:  # the sandbox broke at the very end: that is the story
                     raise
                 # else the agent's own error (e.g. ModelError before any command) stays the story
+    except _Regrade:
+        pass
+    except StoreWriteError:  # a step's event could not be written: the run ends, not the rollout
+        raise
     except RolloutCancelled as exc:
         cancelled = exc
     except SandboxError as exc:
@@ -135,7 +158,9 @@ def execute_rollout(
 
     reward, success, speedup, eval_info = 0.0, False, None, None
     # A rollout that failed (model, sandbox, runner) has nothing meaningful to grade.
-    if exit_status not in ("ModelError", "SandboxError", "Error"):
+    if no_diff is not None:
+        eval_info = {"status": "no_patch", "reason": no_diff}
+    elif exit_status not in ("ModelError", "SandboxError", "Error"):
         t = time.monotonic()
         try:
             res = parts.evaluator.evaluate(
@@ -175,6 +200,7 @@ def execute_rollout(
             "error_kind": error_kind,
             **routed,
             **_tools_metadata(parts.config),
+            **({"regraded_from": (task.regrade.metadata or {}).get("rollout_id")} if task.regrade else {}),
             **(extra_metadata or {}),
         },
         sample_index=task.sample_index,
@@ -194,6 +220,10 @@ def end_model_rollout(model: Any, ctx: RolloutContext) -> dict[str, Any]:
     except Exception:  # bookkeeping must never cost a rollout
         log.warning("model end_rollout failed:\n%s", traceback.format_exc())
         return {}
+
+
+class _Regrade(Exception):
+    """Internal: this attempt re-grades a recorded patch; the agent does not run."""
 
 
 class OverlappedStart:

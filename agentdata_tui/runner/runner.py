@@ -37,7 +37,7 @@ from agentdata_tui.runner.control import ControlReader, RunControl
 from agentdata_tui.runner.counts import RunCounts
 from agentdata_tui.runner.rollout import RolloutParts, execute_rollout, step_event
 from agentdata_tui.runner.spec import RunListener, RunOutcome, RunSpec, SandboxMaker, Task
-from agentdata_tui.runner.store import Redactor, RunStore
+from agentdata_tui.runner.store import Redactor, RunLock, RunStore, StoreWriteError
 
 log = logging.getLogger("agentdata_tui.runner")
 ENDPOINT_EVENT_S = 5.0  # how often an endpoint pool's figures go to the event log
@@ -97,6 +97,8 @@ class Runner:
             max_workers=max(1, min(8, spec.workers)), thread_name_prefix="sandbox-close"
         )
         self.fatal: str | None = None  # what broke the run itself, if anything
+        self.write_error: StoreWriteError | None = None  # the first write that failed
+        self.lock: RunLock | None = None
         # Live control (``ctl``, the dashboard's keys): pause gate, workers, cancels (control.py).
         self.control = RunControl(spec.workers)
         self._threads: list[threading.Thread] = []
@@ -140,20 +142,27 @@ class Runner:
         for sb in live:
             with contextlib.suppress(Exception):
                 sb.close()
-        # Evaluation sandboxes are not in self._live: drain Docker's registry too (os._exit follows).
-        docker = sys.modules.get("agentdata_tui.sandbox.docker")
-        if docker is not None:
-            with contextlib.suppress(Exception):
-                docker.close_all()
+        # Evaluation sandboxes are not in self._live: drain the sandboxes' registries too (os._exit
+        # follows), so no evaluation sandbox or its processes outlive the run.
+        for name in ("agentdata_tui.sandbox.docker", "agentdata_tui.sandbox.local"):
+            module = sys.modules.get(name)
+            if module is not None:
+                with contextlib.suppress(Exception):
+                    module.close_all()
 
     def _emit(self, type_: str, **fields: Any) -> None:
+        """Every event of the run: to the log (a failed write is a StoreWriteError) and the counts."""
         assert self.events is not None
-        self.tally.apply_one(self.events.emit(type_, **fields))
+        try:
+            event = self.events.emit(type_, **fields)
+        except OSError as exc:
+            raise StoreWriteError(self.events.path, exc) from None
+        self.tally.apply_one(event)
 
     # -- preparation ------------------------------------------------------------------
     def _identity(self) -> dict[str, Any]:
         m = self.spec.metadata
-        return {k: m.get(k) for k in ("model_name", "config_sha256", "dataset_sha256")}
+        return {k: m.get(k) for k in ("model_name", "config_sha256", "dataset_sha256", "selection")}
 
     def _prepare_store(self) -> dict[str, Any]:
         """Check an existing run folder against --resume/--force; return the previous run.json."""
@@ -168,17 +177,13 @@ class Runner:
                     f"{store.dir} already holds a run ({n} recorded attempts): add --resume to continue it, "
                     "or --force to start over (the old folder is kept beside it)"
                 )
-            moved = store.set_aside()
-            log.warning("started over: the previous run folder was moved to %s", moved)
+            old_lock = self.lock
+            moved = store.set_aside()  # we hold the lock: no live run is moved from under it
+            self.lock = RunLock(store.dir).acquire()
+            if old_lock is not None:
+                old_lock.release()
+            log.warning("started over: the previous run was moved to %s", ", ".join(map(str, moved)))
             return {}
-        pid = previous.get("pid")
-        if (
-            previous.get("status") == "running"
-            and isinstance(pid, int)
-            and pid != os.getpid()
-            and _alive(pid)
-        ):
-            raise UserError(f"{store.dir}: a run is still going in this folder (pid {pid}); stop it first")
         mine = self._identity()
         theirs = {k: previous.get(k) for k in mine}
         diff = [k for k in mine if theirs.get(k) and mine[k] and theirs[k] != mine[k]]
@@ -192,29 +197,43 @@ class Runner:
     def _plan(self) -> tuple[list[Task], int, int]:
         """Tasks still to run, the number of (instance, sample) pairs, and how many are done."""
         latest = self.store.latest() if self.spec.resume else {}
+        budget = self.spec.retry_errors  # per invocation: each errored pair gets N more tries now
         tasks: list[Task] = []
         done = 0
         for inst in self.spec.instances:
             for s in range(self.spec.samples_per_task):
                 rec = latest.get((inst.instance_id, s))
                 if rec is None:
-                    tasks.append(Task(inst, s, 1))
-                elif rec.retryable and rec.attempt < 1 + self.spec.retry_errors:
-                    tasks.append(Task(inst, s, rec.attempt + 1))
+                    tasks.append(Task(inst, s, 1, retries_left=budget))
+                elif rec.retryable and budget > 0:
+                    again = self.store.read(rec) if rec.error_kind == "evaluation" else None
+                    tasks.append(Task(inst, s, rec.attempt + 1, retries_left=budget - 1, regrade=again))
                 else:
                     done += 1
         return tasks, len(self.spec.instances) * self.spec.samples_per_task, done
 
     # -- the run ------------------------------------------------------------------------
     def run(self) -> RunOutcome:
+        """The run, holding ``X.run/lock`` from the first look at the folder to the last write."""
+        self.lock = RunLock(self.store.dir).acquire()  # a live holder: RunLocked, one line naming its pid
+        try:
+            return self._run()
+        finally:
+            self.lock.release()
+
+    def _run(self) -> RunOutcome:
         t_start = time.monotonic()
         previous = self._prepare_store()
         self.run_id = previous.get("run_id") or f"run-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
         tasks, total, done_before = self._plan()
         self._queue.extend(tasks)
         self.store.open_for_append()
+        self.store.make_reserve()  # room to say how the run ended if the disk fills up
         self.tally.apply(_read_all_events(self.store.events_path))  # earlier sessions of this run
-        self.events = _RedactingEventWriter(self.store.events_path, self.redact)
+        try:
+            self.events = _RedactingEventWriter(self.store.events_path, self.redact)
+        except OSError as exc:
+            raise StoreWriteError(self.store.events_path, exc) from None
         started_at = _now_iso()
         run_json = {
             **{k: v for k, v in previous.items() if k in ("run_id", "started_at", "resumes")},
@@ -278,22 +297,49 @@ class Runner:
             stopped = self._stop.is_set()
             elapsed = round(time.monotonic() - t_start, 3)
             counts = self.counts()
-            written = 0
-            if not self._aborting:
-                meta = {
-                    **self.spec.metadata,
-                    "run_id": self.run_id,
-                    "tool_version": __version__,
-                    "status": "stopped" if stopped else "finished",
-                    "finished_at": _now_iso(),
-                }
-                try:
-                    written = self.store.write_final(meta, [i.instance_id for i in self.spec.instances])
-                except OSError as exc:  # examples.jsonl still holds every attempt: --resume rebuilds it
-                    log.error("cannot write %s: %s", self.spec.output, exc)
-                    self.fatal = self.fatal or f"cannot write {self.spec.output}: {exc}"
-            self.store.close()
+            written = self._finish(run_json, counts, elapsed)
+            for listener in self.listeners:
+                listener.run_finished(counts, elapsed, stopped)
+        return RunOutcome(
+            self.spec.output, self.store.dir, self.run_id, written, counts, stopped, elapsed, self.fatal
+        )
+
+    def _finish(self, run_json: dict[str, Any], counts: dict[str, Any], elapsed: float) -> int:
+        """The run's last writes: ``X.json``, the ``run_finished`` event, ``run.json``.
+
+        After a failed write (a full disk) the reserve is freed first and the run's status and
+        reason are written before ``X.json`` is tried; a write that fails again is left out
+        (stderr alone says it). Nothing already written is touched: ``--resume`` completes the run.
+        """
+        stopped = self._stop.is_set()
+        written = 0
+
+        def status() -> str:
+            if self._aborting:
+                return "aborted"
+            return "failed" if self.fatal else ("stopped" if stopped else "finished")
+
+        def write_output() -> int:
+            meta = {
+                **self.spec.metadata,
+                "run_id": self.run_id,
+                "tool_version": __version__,
+                "status": status(),
+                "finished_at": _now_iso(),
+            }
+            try:
+                return self.store.write_final(meta, [i.instance_id for i in self.spec.instances])
+            except OSError as exc:  # examples.jsonl still holds every attempt: --resume rebuilds it
+                self._write_failed(StoreWriteError(self.spec.output, exc))
+                return 0
+
+        self.store.close()
+        failed_before_output = self.write_error is not None  # mid-run: X.json not tried yet
+        if not self._aborting and self.write_error is None:
+            written = write_output()
+        with contextlib.suppress(StoreWriteError):
             self._emit_endpoints(force=True)
+        with contextlib.suppress(StoreWriteError):
             self._emit(
                 "run_finished",
                 counts=counts,
@@ -301,23 +347,41 @@ class Runner:
                 elapsed=elapsed,
                 stopped=stopped,
                 written=written,
+                status=status(),
+                **({"error": self.fatal} if self.fatal else {}),
             )
-            self.events.close()
-            run_json.update(
-                status="aborted" if self._aborting else ("stopped" if stopped else "finished"),
-                updated_at=_now_iso(),
-                finished_at=_now_iso(),
-                counts=counts,
-                written=written,
-            )
-            if (endpoints := self.endpoint_stats()) is not None:
-                run_json["endpoints"] = endpoints
-            self.store.write_run_json(run_json)
-            for listener in self.listeners:
-                listener.run_finished(counts, elapsed, stopped)
-        return RunOutcome(
-            self.spec.output, self.store.dir, self.run_id, written, counts, stopped, elapsed, self.fatal
+        assert self.events is not None
+        self.events.close()
+        run_json.update(
+            status=status(),
+            updated_at=_now_iso(),
+            finished_at=_now_iso(),
+            counts=counts,
+            written=written,
         )
+        if self.fatal:
+            run_json["error"] = self.fatal
+        if (endpoints := self.endpoint_stats()) is not None:
+            run_json["endpoints"] = endpoints
+        with contextlib.suppress(StoreWriteError):
+            self.store.write_run_json(run_json)
+        if failed_before_output and not self._aborting and self.spec.output.parent.exists():
+            # what there is, if the disk allows now (the old X.json stays if not: written atomically)
+            with contextlib.suppress(OSError):
+                written = self.store.write_final(
+                    {**self.spec.metadata, "run_id": self.run_id, "status": "failed"},
+                    [i.instance_id for i in self.spec.instances],
+                )
+        self.store.free_reserve()
+        return written
+
+    def _write_failed(self, exc: StoreWriteError) -> None:
+        with self._count_lock:
+            if self.write_error is None:
+                self.write_error = exc
+                self.fatal = str(exc)
+        self.store.free_reserve()  # the last words (run.json, run_finished) need the room
+        self.request_stop()
 
     def endpoint_stats(self) -> list[dict[str, Any]] | None:
         stats = getattr(self.model, "stats", None)
@@ -332,7 +396,7 @@ class Runner:
         if stats is None:
             return
         self._endpoints_emitted = now
-        self.events.emit("endpoints", endpoints=stats)
+        self._emit("endpoints", endpoints=stats)
 
     @property
     def _parts(self) -> RolloutParts:
@@ -468,7 +532,10 @@ class Runner:
         return len(added)
 
     def _tick(self) -> None:
-        self._emit_endpoints()
+        try:
+            self._emit_endpoints()
+        except StoreWriteError as exc:
+            self._write_failed(exc)
         for listener in self.listeners:
             tick = getattr(listener, "tick", None)
             if tick is not None:
@@ -506,22 +573,30 @@ class Runner:
                     with self._count_lock:
                         self._counts["cancelled"] += 1
                     break
-                except Exception as exc:  # the run itself is broken (e.g. the disk is full): stop it
+                except StoreWriteError as exc:  # a full disk, a read-only folder: the run ends
+                    with self._qlock:
+                        self._leave(worker)
+                    log.info("worker %d: %s", worker, exc)
+                    self._write_failed(exc)
+                    return
+                except Exception as exc:  # the run itself is broken: stop it
                     with self._qlock:
                         self._leave(worker)
                     log.error("worker %d: %s", worker, traceback.format_exc())
                     self.fatal = self.fatal or f"{type(exc).__name__}: {exc}"
                     self.request_stop()
                     return
-                if (
-                    example.error is not None
-                    and (example.metadata or {}).get("error_kind")
-                    and (task.attempt < 1 + self.spec.retry_errors)
-                    and not self._stop.is_set()
-                ):
+                kind = (example.metadata or {}).get("error_kind")
+                if example.error is not None and kind and task.retries_left > 0 and not self._stop.is_set():
                     with self._count_lock:
                         self._counts["retried"] += 1
-                    task = Task(task.instance, task.sample_index, task.attempt + 1)
+                    task = Task(
+                        task.instance,
+                        task.sample_index,
+                        task.attempt + 1,
+                        retries_left=task.retries_left - 1,
+                        regrade=example if kind == "evaluation" else None,  # the rollout itself was fine
+                    )
                     continue
                 break
             with self._qlock:
@@ -551,7 +626,7 @@ class Runner:
                 rollout_id,
                 self.run_id,
                 worker,
-                on_step=lambda d: events.emit("step", rollout_id=rollout_id, **step_event(d)),
+                on_step=lambda d: self._emit("step", rollout_id=rollout_id, **step_event(d)),
                 should_stop=lambda: self._stop.is_set() or self.control.cancelled(rollout_id),
                 model=self.control.gate(self.model, rollout_id),
             )
@@ -647,21 +722,6 @@ def _read_all_events(path: Path) -> list[dict[str, Any]]:
     while batch := tail.read():
         out.extend(batch)
     return out
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie is not a running run, nor is another program that got the pid later
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except (OSError, IndexError):
-        return True
-    return state not in ("Z", "X") and b"agentdata" in cmdline
 
 
 def _now_iso() -> str:

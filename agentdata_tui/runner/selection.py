@@ -26,6 +26,43 @@ class Selection:
     def public(self) -> dict[str, object]:
         return {k: v for k, v in self.__dict__.items() if v not in (None, False)}
 
+    @property
+    def empty(self) -> bool:
+        return not self.public()
+
+
+def describe_selection(sel: dict[str, object]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sel.items()) or "the whole dataset"
+
+
+def resolve_selection(
+    given: Selection, recorded: dict[str, object] | None, *, resume: bool, force: bool
+) -> Selection:
+    """The task selection a run uses (DESIGN §3: a resume is the same run).
+
+    A resume takes the selection ``run.json`` records when given the same flags (a ``--shuffle``
+    without ``--seed`` then takes the recorded seed); a different selection (no flags after a run
+    with some included) is refused unless ``--force``. ``--shuffle`` without ``--seed`` draws a
+    seed, which is recorded.
+    """
+    chosen = given
+    if resume and recorded is not None:
+        theirs = Selection(**{k: v for k, v in recorded.items() if k in Selection.__dataclass_fields__})
+        mine = dict(given.public())
+        if given.shuffle and given.seed is None and theirs.seed is not None:
+            mine["seed"] = theirs.seed
+        if mine == theirs.public():
+            chosen = theirs
+        elif not force:
+            raise UserError(
+                f"cannot resume: the run was made with the task selection {describe_selection(theirs.public())}, "
+                f"this command selects {describe_selection(given.public())}; give the same selection flags to "
+                "resume the same tasks, or add --force"
+            )
+    if chosen.shuffle and chosen.seed is None:
+        chosen = Selection(**{**chosen.__dict__, "seed": random.SystemRandom().randrange(1 << 31)})
+    return chosen
+
 
 def parse_slice(text: str) -> slice:
     """``a:b`` (either side may be empty) → a Python slice; ``--slice 10:20`` is instances 10..19."""

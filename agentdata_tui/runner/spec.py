@@ -46,6 +46,8 @@ class Task:
     instance: Instance
     sample_index: int
     attempt: int
+    retries_left: int = 0  # --retry-errors: more tries this invocation gives this pair
+    regrade: Example | None = None  # an attempt whose evaluation failed: grade its patch again
 
 
 @dataclass

@@ -11,6 +11,8 @@ written atomically, at the end and on a graceful stop.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import threading
@@ -23,7 +25,7 @@ from typing import Any
 
 from agentdata_tui.atomic import atomic_write_text
 from agentdata_tui.errors import UserError
-from agentdata_tui.events import run_dir_for
+from agentdata_tui.events import append_line, output_run_dir
 from agentdata_tui.reader import ReaderWarning
 from agentdata_tui.records import Example
 from agentdata_tui.writer import TrainingDataWriter
@@ -32,8 +34,106 @@ EXAMPLES = "examples.jsonl"
 EVENTS = "events.jsonl"
 RUN_JSON = "run.json"
 TOKENS = "tokens.jsonl"  # per model call token ids (model.capture_tokens), keyed by rollout and step
+LOCK = "lock"
+RESERVE = ".reserve"
+RESERVE_BYTES = 256 * 1024  # freed on a write failure, for run.json and the run_finished event
+
+
+class StoreWriteError(UserError):
+    """A file of the run could not be written (a full disk, a read-only folder): one line, exit 1."""
+
+    exit_code = 1
+
+    def __init__(self, path: Path, exc: OSError) -> None:
+        self.path = path
+        self.cause = exc.strerror or str(exc)
+        super().__init__(f"cannot write {path}: {self.cause}")
+
+
 # An attempt ending like this runs again under --retry-errors (and on --resume with it).
 RETRYABLE_STATUSES = frozenset({"ModelError", "SandboxError", "Error"})
+
+
+class RunLocked(UserError):
+    """Another live process holds the run folder's lock (exit 2)."""
+
+    @classmethod
+    def of(cls, run_dir: Path, pid: int) -> RunLocked:
+        return cls(
+            f"{run_dir} is in use: a run is still writing it (pid {pid or 'unknown'}); "
+            "stop that run first, or choose another --output"
+        )
+
+
+class RunLock:
+    """``X.run/lock``: an exclusive ``flock`` held by the one runner writing the folder, its pid inside.
+
+    The kernel drops the lock when its holder dies, however it dies (SIGKILL included), so a dead
+    holder's lock is simply taken over. The descriptor is not inherited by child processes.
+    """
+
+    def __init__(self, run_dir: Path) -> None:
+        self.dir = run_dir
+        self.path = run_dir / LOCK
+        self._fd: int | None = None
+
+    def acquire(self) -> RunLock:
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:  # a read-only folder, a full disk
+            raise StoreWriteError(self.path, exc) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid = _read_pid(fd)
+            os.close(fd)
+            raise RunLocked.of(self.dir, pid) from None
+        except OSError as exc:
+            os.close(fd)
+            raise StoreWriteError(self.path, exc) from None
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError:
+            pass  # the lock is held all the same; only the pid shown to others is missing
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+
+def lock_holder(run_dir: str | os.PathLike[str]) -> int | None:
+    """The pid of the live process holding ``run_dir``'s lock (0 if it wrote none yet), else None."""
+    try:
+        fd = os.open(Path(run_dir) / LOCK, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return _read_pid(fd)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)  # closing drops the probe's own shared lock
+    return None
+
+
+def _read_pid(fd: int) -> int:
+    try:
+        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+    except OSError:
+        return 0
+    return int(text) if text.isdigit() else 0
 
 
 class Redactor:
@@ -89,7 +189,7 @@ class RunStore:
 
     def __init__(self, output: str | os.PathLike[str], redact: Redactor | None = None) -> None:
         self.output = Path(output)
-        self.dir = run_dir_for(self.output)
+        self.dir = output_run_dir(self.output)
         self.examples_path = self.dir / EXAMPLES
         self.events_path = self.dir / EVENTS
         self.run_json_path = self.dir / RUN_JSON
@@ -111,24 +211,57 @@ class RunStore:
             raise UserError(f"{self.run_json_path}: cannot read the run record ({exc})") from None
 
     def write_run_json(self, data: dict[str, Any]) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
         text = json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n"
-        atomic_write_text(self.run_json_path, self.redact(text))
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.run_json_path, self.redact(text))
+        except OSError as exc:
+            raise StoreWriteError(self.run_json_path, exc) from None
 
-    def set_aside(self) -> Path:
-        """Move an old run folder out of the way (``--force`` without ``--resume``): data is kept."""
+    # -- the reserve: room for the last words of a run that ran out of it -------------------
+    def make_reserve(self) -> None:
+        path = self.dir / RESERVE
+        try:
+            if not path.exists() or path.stat().st_size < RESERVE_BYTES:
+                with open(path, "wb") as fh:
+                    fh.write(b"\0" * RESERVE_BYTES)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                path.unlink()
+            raise StoreWriteError(path, exc) from None
+
+    def free_reserve(self) -> None:
+        with contextlib.suppress(OSError):
+            (self.dir / RESERVE).unlink()
+
+    def set_aside(self) -> list[Path]:
+        """Move the old run out of the way (``--force`` without ``--resume``): its folder and a stale
+        ``X.json`` become ``X.run.old-<time>`` and ``X.json.old-<time>``. Nothing else is touched."""
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        target = self.dir.with_name(f"{self.dir.name}.old-{stamp}")
-        n = 1
-        while target.exists():
-            target = self.dir.with_name(f"{self.dir.name}.old-{stamp}-{n}")
-            n += 1
-        self.dir.rename(target)
-        return target
+        moved = []
+        for path in (self.dir, self.output):
+            if not path.exists() or (path == self.output and not path.is_file()):
+                continue
+            target = path.with_name(f"{path.name}.old-{stamp}")
+            n = 1
+            while target.exists():
+                target = path.with_name(f"{path.name}.old-{stamp}-{n}")
+                n += 1
+            path.rename(target)
+            moved.append(target)
+        return moved
 
     # -- examples.jsonl -------------------------------------------------------------------
     def open_for_append(self) -> None:
         """Open ``examples.jsonl`` for appending, cutting a torn last line a killed run left."""
+        try:
+            self._open_for_append()
+        except OSError as exc:
+            raise StoreWriteError(self.examples_path, exc) from None
+
+    def _open_for_append(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
         path = self.examples_path
         if path.exists() and path.stat().st_size:
@@ -155,15 +288,17 @@ class RunStore:
                         stacklevel=2,
                     )
                     fh.truncate(keep)
-        self._fh = open(path, "a", encoding="utf-8")  # noqa: SIM115 - kept open for the run, closed in close()
+        self._fh = open(path, "ab", buffering=0)  # noqa: SIM115 - kept open for the run, closed in close()
 
     def append(self, example: Example) -> None:
         line = json.dumps(attempt_line(example), ensure_ascii=False, separators=(",", ":"), default=str)
-        line = self.redact(line) + "\n"
+        data = (self.redact(line) + "\n").encode("utf-8")
         with self._lock:
             assert self._fh is not None, "open_for_append() first"
-            self._fh.write(line)
-            self._fh.flush()
+            try:
+                append_line(self._fh, data)  # the whole line or nothing
+            except OSError as exc:
+                raise StoreWriteError(self.examples_path, exc) from None
 
     def append_tokens(
         self,
@@ -212,10 +347,12 @@ class RunStore:
     def close(self) -> None:
         with self._lock:
             if self._fh is not None:
-                self._fh.close()
+                with contextlib.suppress(OSError):  # unbuffered: nothing is left to flush
+                    self._fh.close()
                 self._fh = None
             if self._tokens_fh is not None:
-                self._tokens_fh.close()
+                with contextlib.suppress(OSError):
+                    self._tokens_fh.close()
                 self._tokens_fh = None
 
     def scan(self) -> list[AttemptRecord]:
@@ -250,6 +387,12 @@ class RunStore:
                     out.append(rec)
                 offset += length
         return out
+
+    def read(self, rec: AttemptRecord) -> Example:
+        """The recorded attempt ``rec`` as an example."""
+        with open(self.examples_path, "rb") as fh:
+            fh.seek(rec.offset)
+            return Example.model_validate_json(fh.read(rec.length))
 
     def latest(self) -> dict[tuple[str, int], AttemptRecord]:
         """The last recorded attempt of every (instance_id, sample_index)."""

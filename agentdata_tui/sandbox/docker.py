@@ -34,7 +34,7 @@ from typing import Any
 
 from agentdata_tui.config import EnvironmentConfig
 from agentdata_tui.dataset import Instance
-from agentdata_tui.interfaces import ExecResult, SandboxError
+from agentdata_tui.interfaces import DiffUnavailable, ExecResult, SandboxError
 from agentdata_tui.sandbox.docker_engine import (  # re-exported: the CLI, runner and TUI use them from here
     CONTROL_TIMEOUT,
     EXEC_TIMEOUT,
@@ -406,15 +406,22 @@ class DockerSandbox:
 
     # -- diff ----------------------------------------------------------------------------
     def _git_script(self, body: str) -> str:
+        """``body`` with ``git()`` running git on our own git directory ``<tmp>/base.git`` (its
+        index and objects outside the working tree: the agent's ``git gc`` or ``rm -rf .git``
+        cannot drop the diff base) and ``xgit()`` on the container's repository as it is."""
         tmp = shlex.quote(self._tmp or "/tmp")
-        return (
-            f"export GIT_INDEX_FILE={tmp}/index; "
+        top = shlex.quote(self._top) if self._top else '"$top"'
+        opts = (
             # checkStat=minimal / trustctime=false: files copied into a container keep their
             # mtimes but not their inodes, so the image's index still tells what is unchanged
             # and a large repository is not re-hashed whole.
-            f"git() {{ command git -c safe.directory='*' -c core.quotepath=off "
-            f"-c core.checkStat=minimal -c core.trustctime=false "
-            f'-c core.excludesFile={tmp}/excludes "$@"; }}; {body}'
+            "-c safe.directory='*' -c core.quotepath=off -c core.checkStat=minimal -c core.trustctime=false "
+            f"-c core.excludesFile={tmp}/excludes"
+        )
+        return (
+            f'xgit() {{ command git {opts} "$@"; }}; '
+            f"git() {{ GIT_DIR={tmp}/base.git GIT_WORK_TREE={top} GIT_INDEX_FILE={tmp}/index "
+            f'command git {opts} -c core.bare=false "$@"; }}; {body}'
         )
 
     def _run_internal(
@@ -435,11 +442,20 @@ class DockerSandbox:
         script = self._git_script(
             f"set -e; printf %s {excludes} > {tmp}/excludes; "
             # Not a repository: make one in cwd — but never index a whole filesystem.
-            'top=$(git rev-parse --show-toplevel 2>/dev/null) || { [ "$(pwd)" != / ] || '
+            'top=$(xgit rev-parse --show-toplevel 2>/dev/null) || { [ "$(pwd)" != / ] || '
             '{ echo "cwd / is not in a git repository: set the instance\'s cwd or environment.cwd" >&2; '
-            'exit 3; }; git init -q; top=$(pwd); }; cd "$top"; '
-            f'idx=$(git rev-parse --git-path index); [ -f "$idx" ] && cp "$idx" {tmp}/index || true; '
-            'git add -A -- . >&2; echo "$top"; git write-tree'
+            'exit 3; }; xgit init -q; top=$(pwd); }; cd "$top"; '
+            # Our git directory borrows the repository's objects only while the base is recorded
+            # (the image's index spares re-hashing unchanged files), then keeps its own copy.
+            'objs=$(xgit rev-parse --git-path objects); case "$objs" in /*) ;; *) objs="$top/$objs";; esac; '
+            'idx=$(xgit rev-parse --git-path index); case "$idx" in /*) ;; *) idx="$top/$idx";; esac; '
+            f"command git init -q --bare {tmp}/base.git >&2; "
+            f'[ ! -d "$objs" ] || echo "$objs" > {tmp}/base.git/objects/info/alternates; '
+            f'[ ! -f "$idx" ] || cp "$idx" {tmp}/index; '
+            "git add -A -- . >&2; tree=$(git write-tree); "
+            f'git rev-list --objects "$tree" | git pack-objects -q {tmp}/base.git/objects/pack/pack >/dev/null; '
+            f"rm -f {tmp}/base.git/objects/info/alternates; "
+            'echo "$top"; echo "$tree"'
         )
         lines = [ln for ln in self._run_internal(script, "recording the diff base").splitlines() if ln]
         if len(lines) < 2:
@@ -450,11 +466,34 @@ class DockerSandbox:
         """The patch from the post-setup tree to now, new files included; cut at 1 MB."""
         if self._closed or self.base_tree is None or self._top is None:
             raise SandboxError("the sandbox is closed or was never started")
+        tmp = shlex.quote(self._tmp or "/tmp")
+        # The patch goes to a file first: a failing `git diff` is an error, never an empty patch
+        # (a pipe into head would hide its exit status; sh has no pipefail).
         script = self._git_script(
             f"set -e; cd {shlex.quote(self._top)}; git add -A -- . >&2; "
-            f"git diff --cached --binary --no-color --no-ext-diff {self.base_tree} | head -c {DIFF_LIMIT + 1}"
+            f"git diff --cached --binary --no-color --no-ext-diff {self.base_tree} > {tmp}/patch; "
+            f"head -c {DIFF_LIMIT + 1} {tmp}/patch; rm -f {tmp}/patch"
         )
-        return cut_patch(self._run_internal(script, "git diff", limit=DIFF_LIMIT + 1))
+        try:
+            out = self._run_internal(script, "git diff", limit=DIFF_LIMIT + 1)
+        except SandboxError:
+            self._check_base()
+            raise
+        return cut_patch(out)
+
+    def _check_base(self) -> None:
+        """After a failing diff: was the base destroyed (the agent's doing) rather than the sandbox broken?"""
+        try:
+            self._run_internal(
+                self._git_script(f"git cat-file -e {self.base_tree}^{{tree}}"), "checking the diff base"
+            )
+        except SandboxError as exc:
+            if "exited with" not in str(exc):  # the container itself is gone: a sandbox error
+                raise
+            raise DiffUnavailable(
+                f"the diff base of {self.instance.instance_id} is gone (the agent's commands removed "
+                f"{self._tmp}/base.git): no patch can be taken"
+            ) from None
 
     # -- errors --------------------------------------------------------------------------
     def _call(self, what: str, fn):

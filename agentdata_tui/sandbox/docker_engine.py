@@ -27,6 +27,7 @@ from agentdata_tui.config import EnvironmentConfig
 from agentdata_tui.dataset import Instance
 from agentdata_tui.errors import UserError
 from agentdata_tui.interfaces import SandboxError
+from agentdata_tui.procs import pid_alive
 
 log = logging.getLogger("agentdata_tui.sandbox.docker")
 
@@ -288,7 +289,7 @@ def cleanup(
             cid = c["Id"]
             owner = (c.get("Labels") or {}).get(LABEL_OWNER, "")
             o_host, _, o_pid = owner.rpartition(":")
-            if not include_live and o_host == host and o_pid.isdigit() and _pid_alive(int(o_pid)):
+            if not include_live and o_host == host and o_pid.isdigit() and pid_alive(int(o_pid)):
                 rep.skipped_live.append(cid[:12])
                 continue
             try:
@@ -299,18 +300,6 @@ def cleanup(
                     continue
                 rep.failed.append(f"{cid[:12]}: {_short(exc)}")
     return reports
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def gpu_request(spec: str):

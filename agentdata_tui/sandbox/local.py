@@ -5,8 +5,10 @@ Why it looks like this (DESIGN §4, §6):
   folder), git-initialised when it is not a repository already, so ``git diff`` works for the
   agent and for us;
 - the diff base is the *tree after* ``setup_command``, recorded with ``git add -A &&
-  git write-tree`` through a private index file: no commit is made, the agent's own ``git``
-  view is untouched, new files show up in the final diff and setup artefacts do not;
+  git write-tree`` in a git directory of our own *outside* the working tree (``base.git``
+  beside the copy, with its own index and objects): no commit is made, the agent's own ``git``
+  view is untouched, its ``git gc --prune=now`` or ``rm -rf .git`` cannot drop the base, new
+  files show up in the final diff and setup artefacts do not;
 - every command is a fresh interpreter process (``bash -c`` by default: a login shell costs
   ~150 ms of CPU per command here) in its own session, so a timeout kills the whole process
   group, backgrounded children included;
@@ -23,13 +25,15 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
+import weakref
 from collections import deque
 from pathlib import Path
 
 from agentdata_tui.config import EnvironmentConfig
 from agentdata_tui.dataset import Instance
-from agentdata_tui.interfaces import ExecResult, SandboxError
+from agentdata_tui.interfaces import DiffUnavailable, ExecResult, SandboxError
 
 PREFIX = "agentdata-sbx-"
 DIFF_LIMIT = 1_000_000  # bytes of patch kept; larger diffs are cut and flagged
@@ -108,18 +112,20 @@ class LocalSandbox:
     def _start(self) -> None:
         # The pid in the name lets a later run remove what a killed one left (sweep_orphans).
         self.root = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-"))
+        with _LIVE_LOCK:
+            _LIVE.add(self)
         self.work = self.root / "repo"
         home = self.root / "home"
         if self.repo_src is not None and not self.repo_src.is_dir():
             raise SandboxError(f"repo_path of {self.instance.instance_id} is not a folder: {self.repo_src}")
         self._env = scrubbed_env(home, local_env(self.config.env))
-        # git for our own bookkeeping: no system/global config of the caller, a private index.
+        # git for our own bookkeeping: no system/global config of the caller; the g() helper
+        # (see _sh) points at our own git directory, base.git, outside the working tree.
         self._git_env = scrubbed_env(home)
         self._git_env.update(
             {
                 "GIT_CONFIG_NOSYSTEM": "1",
                 "GIT_CONFIG_GLOBAL": os.devnull,
-                "GIT_INDEX_FILE": str(self.root / "agentdata.index"),
                 "ROOT": str(self.root),
             }
         )
@@ -134,6 +140,7 @@ class LocalSandbox:
             + ' && printf "%s" "$EXCLUDES" > "$ROOT/diff-excludes" && cd "$ROOT/repo"'
             # A .git *file* points into another repository (a worktree, a submodule): never write there.
             + " && { [ ! -f .git ] || rm -f .git; } && { [ -d .git ] || git init -q --template=; }"
+            + ' && git init -q --bare --template= "$ROOT/base.git"'
         )
         snapshot_now = not self.instance.setup_command
         want_base = getattr(self.context, "diff_base", True)
@@ -180,6 +187,8 @@ class LocalSandbox:
     def close(self) -> None:
         """Kill whatever the commands left running, then remove the folder. Idempotent."""
         self._closed = True
+        with _LIVE_LOCK:
+            _LIVE.discard(self)
         for pgid in list(self._pgids):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pgid, signal.SIGKILL)
@@ -251,7 +260,8 @@ class LocalSandbox:
                 [
                     "sh",
                     "-c",
-                    'g() { git -c "core.excludesFile=$ROOT/diff-excludes" -c core.quotepath=off "$@"; }; '
+                    'g() { GIT_DIR="$ROOT/base.git" GIT_WORK_TREE="$ROOT/repo" '
+                    'git -c "core.excludesFile=$ROOT/diff-excludes" -c core.quotepath=off -c core.bare=false "$@"; }; '
                     + script,
                 ],
                 env={**self._git_env, **env},
@@ -272,15 +282,58 @@ class LocalSandbox:
         """The patch from the post-setup tree to now, new files included; cut at 1 MB."""
         if self._closed or self.base_tree is None:
             raise SandboxError("the sandbox is closed or was never started")
-        out = self._sh(
-            'cd "$ROOT/repo" && g add -A -- . && g diff --cached --binary --no-color --no-ext-diff "$BASE"',
-            BASE=self.base_tree,
-        )
+        try:
+            out = self._sh(
+                'cd "$ROOT/repo" && g add -A -- . && g diff --cached --binary --no-color --no-ext-diff "$BASE"',
+                BASE=self.base_tree,
+            )
+        except SandboxError:
+            self._check_base()
+            raise
         return cut_patch(out.decode("utf-8", "replace"))
 
+    def _check_base(self) -> None:
+        """After a failing diff: was the base destroyed (the agent's doing) rather than the sandbox broken?"""
+        try:
+            self._sh('g cat-file -e "$BASE^{tree}"', BASE=self.base_tree or "")
+        except SandboxError:
+            raise DiffUnavailable(
+                f"the diff base of {self.instance.instance_id} is gone (the agent's commands removed "
+                f"{self.root}/base.git): no patch can be taken"
+            ) from None
 
-# The tree after setup, recorded through the private index (no commit is made).
+
+# The tree after setup, recorded in our own git directory (no commit is made).
 _SNAPSHOT = "g add -A -- . && g write-tree"
+
+
+# Every started, not yet closed local sandbox of this process (rollouts and evaluations alike):
+# a stop at once (the second Ctrl+C) closes them all before the process exits.
+_LIVE: weakref.WeakSet[LocalSandbox] = weakref.WeakSet()
+_LIVE_LOCK = threading.Lock()
+
+
+def close_all() -> int:
+    """Close every live local sandbox of this process (their commands killed, folders removed)."""
+    with _LIVE_LOCK:
+        live = list(_LIVE)
+    for sb in live:
+        with contextlib.suppress(Exception):
+            sb.close()
+    return len(live)
+
+
+def sweep_patch_files(tmpdir: str | os.PathLike[str] | None = None, older_than_s: float = 3600.0) -> int:
+    """Remove ``agentdata-*.patch`` files an interrupted evaluation left in the temp folder."""
+    base = Path(tmpdir or tempfile.gettempdir())
+    now = time.time()
+    removed = 0
+    for path in list(base.glob("agentdata-*.patch")) + list(base.glob("agentdata-*.patch.b64")):
+        with contextlib.suppress(OSError):
+            if path.is_file() and now - path.stat().st_mtime >= older_than_s:
+                path.unlink()
+                removed += 1
+    return removed
 
 
 def sweep_orphans(tmpdir: str | os.PathLike[str] | None = None) -> int:

@@ -20,7 +20,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from agentdata_tui.atomic import atomic_write_text
-from agentdata_tui.events import run_dir_for
+from agentdata_tui.events import output_run_dir
 
 DEFAULT_BASE_URL = "http://localhost:8000/v1"
 SANDBOX_KINDS = ("local", "docker", "docker_remote")
@@ -128,7 +128,7 @@ class LaunchSettings(BaseModel):
 
     @property
     def run_dir(self) -> Path:
-        return run_dir_for(Path(self.output).expanduser())
+        return output_run_dir(Path(self.output).expanduser())
 
     def local_sandbox_warning(self) -> str | None:
         if self.environment_class == "local":

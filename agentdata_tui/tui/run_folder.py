@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agentdata_tui.events import run_dir_for
+from agentdata_tui.events import output_run_dir
+from agentdata_tui.procs import pid_alive  # noqa: F401 - the one liveness helper, re-exported here
 
 
 def read_run_json(run_dir: Path) -> dict[str, Any]:
@@ -18,23 +19,6 @@ def read_run_json(run_dir: Path) -> dict[str, Any]:
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
-
-
-def pid_alive(pid: int | None) -> bool:
-    if not pid or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie (our own finished child not yet reaped) is not alive.
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
-            return fh.read().rsplit(")", 1)[-1].split()[0] != "Z"
-    except OSError:
-        return True
 
 
 def log_tail(path: Path, lines: int = 5, max_bytes: int = 8192) -> str:
@@ -48,7 +32,12 @@ def log_tail(path: Path, lines: int = 5, max_bytes: int = 8192) -> str:
 
 
 def run_is_live(run_dir: Path) -> tuple[bool, int | None]:
-    """(live, pid): a runner holds this folder now."""
+    """(live, pid): a runner holds this folder now (its lock; for older runs, run.json's pid)."""
+    from agentdata_tui.runner.store import lock_holder
+
+    holder = lock_holder(run_dir)
+    if holder is not None:
+        return True, holder or None
     data = read_run_json(run_dir)
     pid = data.get("pid")
     if data.get("status", "running") == "running" and isinstance(pid, int) and pid_alive(pid):
@@ -77,7 +66,7 @@ class ExistingRun:
 
 
 def existing_run(output: str | Path) -> ExistingRun | None:
-    run_dir = run_dir_for(Path(output).expanduser())
+    run_dir = output_run_dir(Path(output).expanduser())
     if not ((run_dir / "run.json").exists() or (run_dir / "examples.jsonl").exists()):
         return None
     data = read_run_json(run_dir)

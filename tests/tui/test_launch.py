@@ -337,7 +337,7 @@ async def test_resume_and_start_over_from_the_launch_screen(
                     assert app.screen.process.wait(timeout=60) == 0
                     app.pop_screen()
                     await pilot.pause()
-                    _form_value(screen, "max_tasks", "")
+                    # a resume is the same run: the same task selection (issue 8 item 6)
                 await pilot.press("ctrl+s")
                 await wait_until(
                     pilot,
@@ -357,7 +357,7 @@ async def test_resume_and_start_over_from_the_launch_screen(
                 await dashboard_caught_up(pilot, finished=True, timeout=120)
                 assert dash.process.wait(timeout=60) == 0
                 m = dash.state.metrics()
-                assert (m.done, m.total) == (3, 3)
+                assert (m.done, m.total) == ((1, 1) if choice == "resume" else (3, 3))
                 if choice == "resume":
                     assert "--resume" in screen.command
                     assert m.done_before == 1  # the first task was not run again
@@ -366,7 +366,7 @@ async def test_resume_and_start_over_from_the_launch_screen(
                     assert "--force" in screen.command and m.done_before == 0
     aside = sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("out.run.old-"))
     assert len(aside) == 1  # start over moved the old folder aside, nothing deleted
-    assert (tmp_path / aside[0] / "examples.jsonl").read_text().count("\n") == 3
+    assert (tmp_path / aside[0] / "examples.jsonl").read_text().count("\n") == 1
 
 
 @run_async

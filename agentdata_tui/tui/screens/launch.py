@@ -443,6 +443,14 @@ class LaunchScreen(Screen[None]):
             self.notify(f"Could not remember the settings: {exc.strerror}", severity="warning")
         self.command = build_command(settings, mode=mode)
         run_dir = settings.run_dir
+        from agentdata_tui.runner.store import lock_holder
+
+        holder = lock_holder(run_dir)
+        if holder is not None:  # one writer per run folder: a live run holds it
+            self.query_one("#n-form", Label).update(
+                Text(f"✗ {run_dir} is in use by a running run (pid {holder or 'unknown'})", style="bold red")
+            )
+            return
         events = run_dir / "events.jsonl"
         try:
             st = os.stat(events)
