@@ -409,8 +409,12 @@ def run_cleanup(args: argparse.Namespace) -> int:
 
     folders = sweep_orphans()
     patches = sweep_patch_files()
-    if folders or patches:
-        print(f"local: removed {folders} sandbox folder(s) of killed runs, {patches} stale patch file(s)")
+    if folders or patches:  # on stderr: stdout lists the Docker servers' containers, one line each
+        print(
+            f"cleanup: removed {folders} local sandbox folder(s) of killed runs and {patches} stale "
+            "agentdata-*.patch file(s) from the temp folder",
+            file=sys.stderr,
+        )
 
     reports = cleanup(_servers(args.docker_server) or None, args.run_id, include_live=args.include_live)
     failed = 0
