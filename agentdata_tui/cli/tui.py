@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agentdata_tui.cli.common import positive_int
+from agentdata_tui.cli.common import add_all_attempts_flag, positive_int
 from agentdata_tui.errors import UserError
 
 LAUNCH_FLAGS = (
@@ -118,6 +118,7 @@ def register(add) -> None:
             "(runs or models on the same tasks) open together to compare rollouts of a task"
         ),
     )
+    add_all_attempts_flag(p)
     p.set_defaults(func=run_browse)
 
     p = add(
@@ -171,11 +172,13 @@ def run_browse(args: argparse.Namespace) -> int:
     from agentdata_tui.reader import open_input
 
     for path in args.files:
-        open_input(path)  # bad input: one line and exit 2, before the screen opens
+        open_input(
+            path, all_attempts=args.all_attempts
+        )  # bad input: one line and exit 2, before the screen opens
     _need_terminal()
     from agentdata_tui.tui.app import make_app
 
-    return _run(make_app("browse", path=list(args.files)))
+    return _run(make_app("browse", path=list(args.files), all_attempts=args.all_attempts))
 
 
 def _resolve_run_dir(path: str) -> Path:

@@ -107,6 +107,7 @@ def make_app(
     process: Any = None,
     poll_interval: float = 0.2,
     newer_than: float | None = None,
+    all_attempts: bool = False,
 ) -> AgentDataApp:
     """``mode``: ``browse`` (path: any readable input, or a list of them), ``watch`` (path: a run's output file or
     folder), ``launch`` (the form, prefilled with ``launch_values``)."""
@@ -116,7 +117,7 @@ def make_app(
             from agentdata_tui.tui.screens.browser import BrowserScreen
 
             paths = [Path(p) for p in path] if isinstance(path, (list, tuple)) else [Path(path or ".")]
-            return BrowserScreen(paths, top_level=True)
+            return BrowserScreen(paths, top_level=True, all_attempts=all_attempts)
         if mode == "watch":
             from agentdata_tui.tui.screens.dashboard import DashboardScreen
 

@@ -221,28 +221,21 @@ def save_last(settings: LaunchSettings, path: Path | None = None) -> Path:
 # -- defaults ----------------------------------------------------------------
 
 
-CONFIG_FIELDS = ("model", "temperature", "max_tokens", "environment_class")
+CONFIG_FIELDS = ("model", "base_url", "api_key", "temperature", "max_tokens", "environment_class")
 
 
 def config_defaults(config_path: str | None) -> dict[str, Any]:
-    """What a config file sets among the form's fields (the bundled mini.yaml when empty);
-    nothing for a config that does not load (its field says why on Start)."""
+    """What a config file sets among the form's fields (the bundled mini.yaml when empty), from
+    the core's ``config.launch_defaults``; nothing for a config that does not load (its field
+    says why on Start)."""
     try:
-        from agentdata_tui.config import load_config
+        from agentdata_tui.config import launch_defaults, load_config
 
-        cfg = load_config(config_path or None)
+        return {
+            k: v for k, v in launch_defaults(load_config(config_path or None)).items() if k in CONFIG_FIELDS
+        }
     except Exception:
         return {}
-    out: dict[str, Any] = {}
-    if cfg.model.model_name:
-        out["model"] = cfg.model.model_name
-    kwargs = cfg.model.model_kwargs
-    if "temperature" in kwargs:
-        out["temperature"] = kwargs["temperature"]
-    if "max_tokens" in kwargs or "max_completion_tokens" in kwargs:
-        out["max_tokens"] = kwargs.get("max_tokens", kwargs.get("max_completion_tokens"))
-    out["environment_class"] = cfg.environment.environment_class
-    return out
 
 
 def initial_values(

@@ -113,3 +113,31 @@ async def test_statistics_of_two_inputs_count_both_runs_rollouts(tmp_path: Path)
         # correct patches with a benchmark: a 1.6, b 2.3 and 16.9 (a's 1.3 failed its tests)
         assert sp["correct"]["count"] == 3 and sp["flagged"][0]["speedup"] == 16.9
         assert app.screen.scroll_to_section("Speedup of correct patches")
+
+
+@run_async
+async def test_all_attempts_shows_retried_attempts_in_compare(tmp_path: Path) -> None:
+    """A run folder holds a retried pair: by default one row (the latest); with all attempts the
+    compare list shows the earlier one too, marked retried."""
+    import json
+
+    from tui.fixtures import example
+
+    run = write_run(tmp_path / "out.run", total=8, finished=8, complete=True)
+    retried = example(0, reward=0.0)
+    retried.attempt = 2
+    with open(run / "examples.jsonl", "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(retried.to_dict()) + "\n")
+    for all_attempts, rows in ((False, 8), (True, 9)):
+        app = make_app("browse", path=[run], all_attempts=all_attempts)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await index_done(pilot)
+            assert len(app.screen.view) == rows
+            if all_attempts:
+                await pilot.press("c")
+                await wait_until(pilot, lambda app=app: isinstance(app.screen, CompareScreen))
+                group = app.screen.group
+                assert [r.attempt for r in group.rows if r.sample_index == 0][:2] == [1, 2]
+                assert len(group.rollouts) < len(
+                    group.rows
+                )  # the retried attempt is not a rollout of its own

@@ -96,8 +96,11 @@ class BrowserScreen(Screen[None]):
         Binding("5", "tab('metadata')", "Metadata tab", show=False),
     ]
 
-    def __init__(self, path: Path | list[Path], *, top_level: bool = False) -> None:
+    def __init__(
+        self, path: Path | list[Path], *, top_level: bool = False, all_attempts: bool = False
+    ) -> None:
         super().__init__()
+        self.all_attempts = all_attempts  # a run folder's every attempt, not only each pair's latest
         self.paths = [Path(p) for p in path] if isinstance(path, (list, tuple)) else [Path(path)]
         self.path = self.paths[0]
         self.top_level = top_level
@@ -160,7 +163,7 @@ class BrowserScreen(Screen[None]):
             steps.add_column(name, key=name)
         table.focus()
         try:
-            self.index = ExampleIndex(self.paths)
+            self.index = ExampleIndex(self.paths, all_attempts=self.all_attempts)
         except UserError as exc:
             self.query_one("#count", Label).update(Text(str(exc), style="bold red"))
             self.notify(str(exc), severity="error", timeout=10)
@@ -417,7 +420,7 @@ class BrowserScreen(Screen[None]):
             self.notify("Still indexing.", severity="warning")
             return
         try:
-            self.index = ExampleIndex(self.paths)
+            self.index = ExampleIndex(self.paths, all_attempts=self.all_attempts)
         except UserError as exc:
             self.notify(str(exc), severity="error")
             return
