@@ -36,9 +36,16 @@ else
         log "no Python >= 3.12 found for harbor (it requires >= 3.12): the ATIF tests cannot run"
         exit 1
     fi
-    log "harbor==0.25.0 into .venv-harbor ($PY)"
+    # Only harbor's trajectory models are used (harbor.models.trajectories, pydantic models):
+    # the package itself, pinned, with the one dependency those models import (pydantic, as
+    # harbor requires it). Its full dependency tree (a whole evaluation framework) would add
+    # minutes to CI for code the tests never load. A harbor release whose models import more
+    # fails the import check below, loudly.
+    log "harbor==0.25.0 (trajectory models: --no-deps + pydantic>=2.12) into .venv-harbor ($PY)"
     rm -rf .venv-harbor
     "$PY" -m venv .venv-harbor
-    .venv-harbor/bin/pip install -q harbor==0.25.0
+    .venv-harbor/bin/pip install -q --no-deps harbor==0.25.0
+    .venv-harbor/bin/pip install -q 'pydantic>=2.12.0,<3'
+    .venv-harbor/bin/python -c 'import harbor.models.trajectories'
 fi
 log "done in $(( $(date +%s) - start ))s"
