@@ -606,3 +606,28 @@ def test_default_action_regex_follows_the_config_layout():
     assert config_from_dict({"model": {"observation_template": "x"}}).action_regex == MSWEA2_ACTION_REGEX
     explicit = config_from_dict({"model": {"observation_template": "x"}, "agent": {"action_regex": "A(.*)"}})
     assert explicit.action_regex == "A(.*)"
+
+
+def test_templates_get_mini_swe_agent_2_variables_but_never_a_key(monkeypatch):
+    """The variables mini-swe-agent 2.4 merges (config fields, uname incl. node, environment
+    variables, counters) are there; the environment variables are the sandbox's scrubbed ones."""
+    import platform
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-never-in-a-prompt")
+    cfg = _v2_config()
+    cfg.environment.env = {"PAGER": "cat"}
+    cfg.model.model_kwargs = {"api_key": "sk-config-key", "temperature": 0.5}
+    cfg.agent.instance_template = (
+        "{{task}}|{{node}}|{{PAGER}}|{{TERM}}|{{timeout}}|{{step_limit}}|{{model_name}}|{{elapsed_seconds}}"
+        "|{{model_kwargs}}|{{cwd}}|{{max_consecutive_format_errors}}"
+    )
+    model = ScriptModel(
+        ["THOUGHT: x\n\n```mswea_bash_command\necho COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT\n```"]
+    )
+    result, _, _ = run_agent(cfg, model)
+    assert result.messages[1]["content"] == (
+        f"Fix the bug in demo-1.|{platform.uname().node}|cat|dumb|30|0|m|0|{{'temperature': 0.5}}||3"
+    )
+    cfg.agent.instance_template = "{{OPENAI_API_KEY}}"
+    with pytest.raises(UserError, match="OPENAI_API_KEY"):
+        run_agent(cfg, ScriptModel([SUBMIT]))
