@@ -72,9 +72,13 @@ def execute_rollout(
     should_stop: Callable[[], bool],
     model: Model | None = None,
     extra_metadata: dict[str, Any] | None = None,
-) -> tuple[Example, list[Any]]:
+    split: bool = False,
+) -> tuple[Example, list[Any]] | PendingEvaluation:
     """Sandbox, agent, diff, evaluation → the attempt's example and its per-call token captures
-    (``model.capture_tokens``; None entries when not captured). Nothing is recorded here."""
+    (``model.capture_tokens``; None entries when not captured). Nothing is recorded here.
+
+    ``split``: a rollout to be graded returns a :class:`PendingEvaluation` once its agent and
+    its sandbox are done, so the caller can grade it while the worker runs the next rollout."""
     from agentdata_tui.agent.loop import Agent  # the agent pulls in jinja2: import on first use
 
     inst = task.instance
@@ -156,58 +160,80 @@ def execute_rollout(
         exc.model_calls = model_calls  # type: ignore[attr-defined]
         raise exc
 
-    reward, success, speedup, eval_info = 0.0, False, None, None
-    # A rollout that failed (model, sandbox, runner) has nothing meaningful to grade.
-    if no_diff is not None:
-        eval_info = {"status": "no_patch", "reason": no_diff}
-    elif exit_status not in ("ModelError", "SandboxError", "Error"):
-        t = time.monotonic()
-        try:
-            res = parts.evaluator.evaluate(
-                inst.to_dict(), patch, run_id=run_id, sample_index=task.sample_index
-            )
-            reward, success, speedup, eval_info = float(res.reward), bool(res.success), res.speedup, res.info
-        except Exception as exc:  # eval server down, evaluation sandbox failed, ...
-            error = f"evaluation failed: {exc}"
-            error_kind = "evaluation"
-            eval_info = {"status": "error", "error": str(exc)}
-            log.warning("rollout %s: %s", rollout_id, error)
-        timings["eval_s"] = round(time.monotonic() - t, 3)
-    else:
-        eval_info = {"status": "not_evaluated", "reason": f"rollout ended with {exit_status}"}
-    timings["total_s"] = round(time.monotonic() - t0, 3)
-    example = Example(
-        instance_id=inst.instance_id,
-        problem_statement=inst.problem_statement,
-        messages=messages,
-        git_diff=patch,
-        exit_status=exit_status,
-        reward=reward,
-        speedup=speedup,
-        success=success,
-        model_calls=model_calls,
-        evaluation_info=eval_info,
-        error=parts.redact(error) if error else None,
-        metadata={
-            "rollout_id": rollout_id,
-            "run_id": run_id,
-            "worker": worker,
-            "model_name": getattr(model, "name", None),
-            "started_at": started_at,
-            "timings": timings,
-            "cost": cost,
-            "git_diff_truncated": diff_truncated,
-            "error_kind": error_kind,
-            **routed,
-            **_tools_metadata(parts.config),
-            **({"regraded_from": (task.regrade.metadata or {}).get("rollout_id")} if task.regrade else {}),
-            **(extra_metadata or {}),
-        },
-        sample_index=task.sample_index,
-        attempt=task.attempt,
-        steps=steps,
-    )
-    return example, token_calls
+    def finish() -> tuple[Example, list[Any]]:
+        nonlocal error, error_kind
+        reward, success, speedup, eval_info = 0.0, False, None, None
+        # A rollout that failed (model, sandbox, runner) has nothing meaningful to grade.
+        if no_diff is not None:
+            eval_info = {"status": "no_patch", "reason": no_diff}
+        elif exit_status not in ("ModelError", "SandboxError", "Error"):
+            t = time.monotonic()
+            try:
+                res = parts.evaluator.evaluate(
+                    inst.to_dict(), patch, run_id=run_id, sample_index=task.sample_index
+                )
+                reward, success, speedup, eval_info = (
+                    float(res.reward),
+                    bool(res.success),
+                    res.speedup,
+                    res.info,
+                )
+            except Exception as exc:  # eval server down, evaluation sandbox failed, ...
+                error = f"evaluation failed: {exc}"
+                error_kind = "evaluation"
+                eval_info = {"status": "error", "error": str(exc)}
+                log.warning("rollout %s: %s", rollout_id, error)
+            timings["eval_s"] = round(time.monotonic() - t, 3)
+        else:
+            eval_info = {"status": "not_evaluated", "reason": f"rollout ended with {exit_status}"}
+        timings["total_s"] = round(time.monotonic() - t0, 3)
+        example = Example(
+            instance_id=inst.instance_id,
+            problem_statement=inst.problem_statement,
+            messages=messages,
+            git_diff=patch,
+            exit_status=exit_status,
+            reward=reward,
+            speedup=speedup,
+            success=success,
+            model_calls=model_calls,
+            evaluation_info=eval_info,
+            error=parts.redact(error) if error else None,
+            metadata={
+                "rollout_id": rollout_id,
+                "run_id": run_id,
+                "worker": worker,
+                "model_name": getattr(model, "name", None),
+                "started_at": started_at,
+                "timings": timings,
+                "cost": cost,
+                "git_diff_truncated": diff_truncated,
+                "error_kind": error_kind,
+                **routed,
+                **_tools_metadata(parts.config),
+                **(
+                    {"regraded_from": (task.regrade.metadata or {}).get("rollout_id")} if task.regrade else {}
+                ),
+                **(extra_metadata or {}),
+            },
+            sample_index=task.sample_index,
+            attempt=task.attempt,
+            steps=steps,
+        )
+        return example, token_calls
+
+    graded = no_diff is None and exit_status not in ("ModelError", "SandboxError", "Error")
+    if split and graded:  # the caller evaluates it elsewhere, while its worker takes the next task
+        return PendingEvaluation(finish)
+    return finish()
+
+
+class PendingEvaluation:
+    """A rollout whose agent is done and whose patch is still to grade: ``finish()`` grades it
+    (the evaluator's own fresh sandbox) and returns ``(example, token_calls)``."""
+
+    def __init__(self, finish: Callable[[], tuple[Example, list[Any]]]) -> None:
+        self.finish = finish
 
 
 def end_model_rollout(model: Any, ctx: RolloutContext) -> dict[str, Any]:

@@ -35,7 +35,7 @@ from agentdata_tui.interfaces import Evaluator, Model, RolloutCancelled, Sandbox
 from agentdata_tui.records import Example
 from agentdata_tui.runner.control import ControlReader, RunControl
 from agentdata_tui.runner.counts import RunCounts
-from agentdata_tui.runner.rollout import RolloutParts, execute_rollout, step_event
+from agentdata_tui.runner.rollout import PendingEvaluation, RolloutParts, execute_rollout, step_event
 from agentdata_tui.runner.spec import RunListener, RunOutcome, RunSpec, SandboxMaker, Task
 from agentdata_tui.runner.store import Redactor, RunLock, RunStore, StoreWriteError
 
@@ -104,6 +104,8 @@ class Runner:
         self._threads: list[threading.Thread] = []
         self._free_slots: list[int] = []
         self._n_workers = 0  # worker threads that have not decided to end
+        self._grading = 0  # finished agents whose patch the evaluation pool is grading
+        self._grader = ThreadPoolExecutor(max_workers=max(1, spec.workers), thread_name_prefix="evaluate")
         self._joined = False
         self._by_pair: dict[tuple[str, int], Task] = {}  # pairs running or queued in this session
         self._endpoints_emitted = 0.0
@@ -292,6 +294,7 @@ class Runner:
         finally:
             reader.stop()
             self.control.stop()
+            self._grader.shutdown(wait=True)  # no evaluation is left running (an interrupt, a fatal)
             self._starter.shutdown(wait=True)
             self._closer.shutdown(wait=True)  # every sandbox is gone before the run says it ended
             stopped = self._stop.is_set()
@@ -462,11 +465,13 @@ class Runner:
         while True:
             with self._qlock:
                 alive = [t for t in self._threads if t.is_alive()]
-                if not alive and self._n_workers == 0:
+                if not alive and self._n_workers == 0 and self._grading == 0:
                     self._joined = True
                     return
             if alive:
                 alive[0].join(0.25)
+            else:  # only evaluations left (or a retry about to start its worker)
+                time.sleep(0.1)
             self._tick()
 
     # -- live control (control.jsonl → here → a control event) ----------------------------
@@ -569,6 +574,8 @@ class Runner:
             while True:
                 try:
                     example = self._rollout(task, worker)
+                    if example is None:  # graded in the evaluation pool, which also retries it
+                        break
                 except RolloutCancelled:
                     with self._count_lock:
                         self._counts["cancelled"] += 1
@@ -598,12 +605,47 @@ class Runner:
                         regrade=example if kind == "evaluation" else None,  # the rollout itself was fine
                     )
                     continue
+                with self._qlock:
+                    self._by_pair.pop((task.instance.instance_id, task.sample_index), None)
                 break
+
+    def _retry_or_done(self, example: Example, task: Task) -> bool:
+        """After a graded attempt: queue the next attempt of an errored pair (``--retry-errors``)."""
+        if (
+            example.error is not None
+            and (example.metadata or {}).get("error_kind")
+            and task.attempt < 1 + self.spec.retry_errors
+            and not self._stop.is_set()
+        ):
+            with self._count_lock:
+                self._counts["retried"] += 1
             with self._qlock:
-                self._by_pair.pop((task.instance.instance_id, task.sample_index), None)
+                self._queue.appendleft(Task(task.instance, task.sample_index, task.attempt + 1))
+                more = self._n_workers < self.control.workers
+            if more:
+                self._spawn(1)
+            return True
+        with self._qlock:
+            self._by_pair.pop((task.instance.instance_id, task.sample_index), None)
+        return False
+
+    def _grade(self, pending: PendingEvaluation, task: Task, t0: float) -> None:
+        """In the evaluation pool: grade a finished agent's patch, record it, maybe retry it."""
+        try:
+            example, tokens = pending.finish()
+            self.record(example, round(time.monotonic() - t0, 3), tokens)
+            self._retry_or_done(example, task)
+        except Exception as exc:  # the run itself is broken (e.g. the disk is full): stop it
+            log.error("evaluation: %s", traceback.format_exc())
+            self.fatal = self.fatal or f"{type(exc).__name__}: {exc}"
+            self.request_stop()
+        finally:
+            with self._qlock:
+                self._grading -= 1
 
     # -- one rollout attempt ----------------------------------------------------------------
-    def _rollout(self, task: Task, worker: int) -> Example:
+    def _rollout(self, task: Task, worker: int) -> Example | None:
+        """One attempt; None when its grading went to the evaluation pool (recorded there)."""
         inst = task.instance
         rollout_id = self._new_rollout_id()
         self._emit(
@@ -620,7 +662,7 @@ class Runner:
         t0 = time.monotonic()
         self.control.started(rollout_id)
         try:
-            example, tokens = execute_rollout(
+            result = execute_rollout(
                 self._parts,
                 task,
                 rollout_id,
@@ -629,12 +671,27 @@ class Runner:
                 on_step=lambda d: self._emit("step", rollout_id=rollout_id, **step_event(d)),
                 should_stop=lambda: self._stop.is_set() or self.control.cancelled(rollout_id),
                 model=self.control.gate(self.model, rollout_id),
+                split=True,
             )
         except RolloutCancelled as exc:
             self._emit_cancelled(task, rollout_id, exc, by_ctl=self.control.cancelled(rollout_id))
             raise
         finally:
             self.control.ended(rollout_id)
+        if isinstance(result, PendingEvaluation):
+            # Evaluation overlaps the next rollouts' agent time: this worker goes on at once.
+            with self._qlock:
+                self._grading += 1
+            try:
+                self._grader.submit(self._grade, result, task, t0)
+            except RuntimeError:  # the pool is shut down (cannot happen before the join): grade here
+                with self._qlock:
+                    self._grading -= 1
+                example, tokens = result.finish()
+                self.record(example, round(time.monotonic() - t0, 3), tokens)
+                return example
+            return None
+        example, tokens = result
         self.record(example, round(time.monotonic() - t0, 3), tokens)
         return example
 
