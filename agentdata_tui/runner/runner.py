@@ -635,7 +635,10 @@ class Runner:
             example, tokens = pending.finish()
             self.record(example, round(time.monotonic() - t0, 3), tokens)
             self._retry_or_done(example, task)
-        except Exception as exc:  # the run itself is broken (e.g. the disk is full): stop it
+        except StoreWriteError as exc:  # a full disk, a read-only folder: the run ends
+            log.info("evaluation: %s", exc)
+            self._write_failed(exc)
+        except Exception as exc:  # the run itself is broken: stop it
             log.error("evaluation: %s", traceback.format_exc())
             self.fatal = self.fatal or f"{type(exc).__name__}: {exc}"
             self.request_stop()
