@@ -49,30 +49,29 @@ def test_local_sandbox_starts_are_bounded_docker_ones_are_not(tmp_path: Path) ->
 
 
 def test_evaluation_overlaps_the_next_rollout(tmp_path: Path) -> None:
-    """One worker: task-000's grading waits until task-001's agent has run a command. Graded
-    inline, task-001 could not start before it ended (the grading would time out, tests_failed)."""
+    """Two workers, three tasks: the gradings of task-000 and task-001 wait until task-002's agent
+    has run a command. Graded inline, both workers would be busy grading and task-002 could not
+    start (the gradings would time out: tests_failed)."""
     from servers.model_server import ModelServer, ScriptedResponder
     from test_runner import SUBMIT, make_runner, scripts_for
 
-    marker = tmp_path / "task-001-is-running"
+    marker = tmp_path / "task-002-is-running"
     wait = f"for i in $(seq 300); do test -e {marker} && exit 0; sleep 0.1; done; exit 1"
-    extra = {"task-000": {"eval": {"test_command": wait, "timeout": 60}}}
-    ds = load_dataset(write_dataset(tmp_path, 2, extra=extra))
-    scripts = scripts_for(2)
-    scripts["[task-001]"] = [
-        f"THOUGHT: go.\n\n```bash\ntouch {marker} && echo data-task-001 > out.txt\n```",
+    extra = {t: {"eval": {"test_command": wait, "timeout": 60}} for t in ("task-000", "task-001")}
+    ds = load_dataset(write_dataset(tmp_path, 3, extra=extra))
+    scripts = scripts_for(3)
+    scripts["[task-002]"] = [
+        f"THOUGHT: go.\n\n```bash\ntouch {marker} && echo data-task-002 > out.txt\n```",
         SUBMIT,
     ]
     out = tmp_path / "overlap.json"
     with ModelServer(ScriptedResponder(scripts)) as server:
-        outcome = make_runner(server, ds, out, workers=1).run()
-    assert outcome.written == 2
+        outcome = make_runner(server, ds, out, workers=2).run()
+    assert outcome.written == 3
     lines = [
         json.loads(x) for x in out.with_suffix(".run").joinpath("examples.jsonl").read_text().splitlines()
     ]
     by_id = {d["instance_id"]: d for d in lines}
-    assert by_id["task-000"]["evaluation_info"]["status"] == "correct" and by_id["task-000"]["success"]
-    assert by_id["task-001"]["success"]
-    # task-000's grading ended only once task-001's agent had run its first command.
-    t000 = by_id["task-000"]["metadata"]["timings"]
-    assert t000["eval_s"] > 0 and marker.exists()
+    for iid in ("task-000", "task-001"):
+        assert by_id[iid]["evaluation_info"]["status"] == "correct" and by_id[iid]["success"]
+    assert by_id["task-002"]["success"] and marker.exists()

@@ -674,7 +674,9 @@ class Runner:
                 on_step=lambda d: self._emit("step", rollout_id=rollout_id, **step_event(d)),
                 should_stop=lambda: self._stop.is_set() or self.control.cancelled(rollout_id),
                 model=self.control.gate(self.model, rollout_id),
-                split=True,
+                # One worker means one rollout at a time, grading included; with more, a worker
+                # goes on to the next rollout while its last patch is graded.
+                split=self.spec.workers > 1,
             )
         except RolloutCancelled as exc:
             self._emit_cancelled(task, rollout_id, exc, by_ctl=self.control.cancelled(rollout_id))
