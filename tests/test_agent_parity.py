@@ -206,29 +206,8 @@ def test_requests_match_mini_swe_agent(case, mswea2, tmp_path):
         script.reset()
 
         # agentdata-tui, through its CLI, with the same layers
-        repo = make_repo(tmp_path / "ours" / "repo")
-        inst = tmp_path / "ours" / "instance.json"
-        inst.write_text(
-            json.dumps({"instance_id": "parity-1", "problem_statement": TASK, "repo_path": "repo"})
-        )
-        out = tmp_path / "ours" / "out.json"
-        cmd = [
-            sys.executable,
-            "-m",
-            "agentdata_tui",
-            "generate_single",
-            "--instance",
-            str(inst),
-            "--output",
-            str(out),
-        ]
-        for spec in files + common:
-            cmd += ["-c", spec]
-        ours_run = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=_clean_env())
-        assert ours_run.returncode == 0, ours_run.stderr[-3000:]
+        ours_run, out = run_ours(tmp_path / "ours", TASK, files + common)
         our_requests = [r.body for r in server.chat_requests()]
-    assert repo.exists()
-
     assert theirs["info"]["exit_status"] == "Submitted"
     data = json.loads(out.read_text())
     example = data["examples"][0]
@@ -260,6 +239,29 @@ def test_requests_match_mini_swe_agent(case, mswea2, tmp_path):
     for f in [out, *(tmp_path / "ours" / "out.run").iterdir()]:
         assert PEER_KEY not in f.read_text(errors="replace"), f
     assert "config keys understood but not used here:" in ours_run.stderr
+
+
+def run_ours(folder: Path, task: str, specs: list[str]) -> tuple[subprocess.CompletedProcess, Path]:
+    """agentdata-tui on the scenario's task, through its CLI, with these ``-c`` layers."""
+    make_repo(folder / "repo")
+    inst = folder / "instance.json"
+    inst.write_text(json.dumps({"instance_id": "parity", "problem_statement": task, "repo_path": "repo"}))
+    out = folder / "out.json"
+    cmd = [
+        sys.executable,
+        "-m",
+        "agentdata_tui",
+        "generate_single",
+        "--instance",
+        str(inst),
+        "--output",
+        str(out),
+    ]
+    for spec in specs:
+        cmd += ["-c", spec]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=_clean_env())
+    assert run.returncode == 0, run.stderr[-3000:]
+    return run, out
 
 
 def _peer_last_reply(theirs: dict[str, Any]) -> dict[str, Any]:
@@ -299,26 +301,7 @@ def test_requests_match_a_recorded_mini_swe_agent_1x_conversation(tmp_path):
             o.replace("<BASE_URL>", server.base_url).replace("<API_KEY>", PEER_KEY)
             for o in record["overrides"]
         ]
-        make_repo(tmp_path / "repo")
-        inst = tmp_path / "instance.json"
-        inst.write_text(
-            json.dumps({"instance_id": "parity-1x", "problem_statement": record["task"], "repo_path": "repo"})
-        )
-        out = tmp_path / "out.json"
-        cmd = [
-            sys.executable,
-            "-m",
-            "agentdata_tui",
-            "generate_single",
-            "--instance",
-            str(inst),
-            "--output",
-            str(out),
-        ]
-        for spec in [str(config), *overrides]:
-            cmd += ["-c", spec]
-        run = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=_clean_env())
-        assert run.returncode == 0, run.stderr[-3000:]
+        _, out = run_ours(tmp_path, record["task"], [str(config), *overrides])
         ours = json.loads(machine_placeholders(json.dumps([r.body for r in server.chat_requests()])))
     theirs = record["requests"]
     assert record["exit_status"] == "Submitted" == json.loads(out.read_text())["examples"][0]["exit_status"]
