@@ -255,3 +255,19 @@ def test_a_cwd_missing_from_the_sandbox_is_a_sandbox_error(repo: Path, cwd: str)
     )
     with pytest.raises(SandboxError, match="evaluation sandbox: cwd"):
         ev.evaluate(inst, "--- /dev/null\n+++ b/n.txt\n@@ -0,0 +1 @@\n+x\n")
+
+
+def test_a_containers_shell_startup_file_is_not_sourced_locally(repo: Path, tmp_path: Path) -> None:
+    """mini-swe-agent's swebench.yaml sets BASH_ENV=/root/.bashrc for its image; locally that would
+    be this machine's rc file, printed into every output (a submission would never count). As
+    mini-swe-agent's local environment (``sh``, which ignores BASH_ENV), the sandbox leaves it out."""
+    rc = tmp_path / "noisy.rc"
+    rc.write_text("echo NOISE-FROM-RC\n")
+    instance = Instance(instance_id="t1", problem_statement="fix it")
+    env = EnvironmentConfig(
+        env={"BASH_ENV": str(rc), "ENV": str(rc), "PAGER": "cat"}, interpreter=["bash", "-c"]
+    )
+    with LocalSandbox(instance, env, context=SandboxContext(repo_dir=repo)) as sb:
+        res = sb.execute("echo COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT; echo $PAGER")
+        assert res.output == "COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT\ncat\n"
+        assert "BASH_ENV" not in sb.template_env() and sb.template_env()["PAGER"] == "cat"
