@@ -331,18 +331,21 @@ class RunStore:
             return
         text = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records)
         with self._lock:
-            if self._tokens_fh is None:
-                path = self.dir / TOKENS
-                torn = False
-                if path.exists() and path.stat().st_size:
-                    with open(path, "rb") as fh:
-                        fh.seek(-1, os.SEEK_END)
-                        torn = fh.read(1) != b"\n"
-                self._tokens_fh = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
-                if torn:  # a killed run's torn last line stays on a line of its own
-                    self._tokens_fh.write("\n")
-            self._tokens_fh.write(text)
-            self._tokens_fh.flush()
+            try:
+                if self._tokens_fh is None:
+                    path = self.dir / TOKENS
+                    torn = False
+                    if path.exists() and path.stat().st_size:
+                        with open(path, "rb") as fh:
+                            fh.seek(-1, os.SEEK_END)
+                            torn = fh.read(1) != b"\n"
+                    self._tokens_fh = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+                    if torn:  # a killed run's torn last line stays on a line of its own
+                        self._tokens_fh.write("\n")
+                self._tokens_fh.write(text)
+                self._tokens_fh.flush()
+            except OSError as exc:  # a full disk: the run ends in one line, like any failed write
+                raise StoreWriteError(self.dir / TOKENS, exc) from None
 
     def close(self) -> None:
         with self._lock:
