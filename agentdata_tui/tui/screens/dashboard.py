@@ -27,7 +27,7 @@ from agentdata_tui.tui.run_folder import log_tail, pid_alive, read_run_json
 from agentdata_tui.tui.state import DashboardState, RolloutView, StepView, format_duration
 from agentdata_tui.tui.widgets.footer import AppFooter
 from agentdata_tui.tui.widgets.line_table import LineTable
-from agentdata_tui.tui.widgets.render import code, is_suspicious, render_content, speedup_cell
+from agentdata_tui.tui.widgets.render import code, is_suspicious, render_content, speedup_cell, visible
 
 REPAINT_S = 0.1  # at most ten repaints a second
 WORKER_COLUMNS = ("worker", "instance", "sample", "step", "elapsed", "status", "last command")
@@ -648,7 +648,7 @@ def _write_step(log: RichLog, step: StepView) -> None:
         if len(lines) > 12:
             obs = "\n".join(lines[:12]) + f"\n… {len(lines) - 12} more lines (full text in the browser)"
         if obs:
-            log.write(Text(obs, style="dim"))
+            log.write(visible(obs, style="dim"))  # escape codes spelled out, as in the browser
 
 
 def _write_problem(log: RichLog, view: RolloutView) -> None:
