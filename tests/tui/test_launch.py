@@ -367,6 +367,8 @@ async def test_resume_and_start_over_from_the_launch_screen(
     aside = sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("out.run.old-"))
     assert len(aside) == 1  # start over moved the old folder aside, nothing deleted
     assert (tmp_path / aside[0] / "examples.jsonl").read_text().count("\n") == 1
+    # and the output file the old run wrote beside it
+    assert len([p for p in tmp_path.iterdir() if p.name.startswith("out.json.old-")]) == 1
 
 
 @run_async

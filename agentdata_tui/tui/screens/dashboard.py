@@ -458,8 +458,13 @@ class DashboardScreen(Screen[None]):
 
     # -- the run process -----------------------------------------------------
     def run_pid(self) -> int | None:
-        """The runner's pid from run.json while it says it is running (a finished run's pid may
-        belong to another process by now)."""
+        """The runner's pid: the run folder's lock holder, else run.json's while it says it is
+        running (a finished run's pid may belong to another process by now)."""
+        from agentdata_tui.runner.store import lock_holder
+
+        holder = lock_holder(self.run_dir)
+        if holder:
+            return holder
         data = read_run_json(self.run_dir)
         pid = data.get("pid")
         if isinstance(pid, int) and data.get("status", "running") == "running":

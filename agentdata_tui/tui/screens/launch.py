@@ -424,8 +424,8 @@ class LaunchScreen(Screen[None]):
                     ("cancel", "Cancel", "default"),
                 ],
                 detail=(
-                    "Resume runs what is not done yet. Start over moves the old run folder aside "
-                    f"(nothing is deleted; {output} is rebuilt from the new run) and runs everything again."
+                    "Resume runs what is not done yet (with the same task selection). Start over moves "
+                    f"the old run folder and {output} aside (nothing is deleted) and runs everything again."
                 ),
             ),
             answer,
