@@ -157,7 +157,10 @@ def test_a_stopped_then_resumed_run_counts_what_the_file_holds(tmp_path: Path) -
         c.apply(read_events(out.with_suffix(".run")))
         f = c.figures()
         recorded = len(jsonl(out.with_suffix(".run") / "examples.jsonl"))
-        assert f.done == recorded == 1 and f.cancelled == 1 and f.status == "stopped"
+        # Those running at the stop are cancelled: one, or two when the first rollout's worker had
+        # already gone on to the next task while its patch was graded (evaluation overlap).
+        cancelled = [e for e in read_events(out.with_suffix(".run")) if e.get("exit_status") == "Cancelled"]
+        assert f.done == recorded == 1 and f.cancelled == len(cancelled) >= 1 and f.status == "stopped"
         buf = io.StringIO()
         again = make_runner(server, ds, out, workers=2, resume=True)
         again.listeners.append(PlainProgress(buf, every_s=3600))
