@@ -149,8 +149,9 @@ class EnvironmentConfig(_Section):
     interpreter: list[str] | None = None
     # container options (docker / docker_remote)
     cpus: float | None = None
-    memory: str | None = None
-    pids_limit: int | None = None
+    memory: str | None = None  # docker: the container's memory; local: RLIMIT_AS of each command
+    pids_limit: int | None = None  # docker: the container's pids; local: RLIMIT_NPROC (per user!)
+    file_size_limit: str | None = None  # local: RLIMIT_FSIZE of each command ("1g"): a full disk stops there
     network: str | None = None
     devices: list[str] = Field(default_factory=list)
     gpus: str | None = None

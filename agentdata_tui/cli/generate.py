@@ -19,8 +19,8 @@ from agentdata_tui.errors import UserError
 DEFAULT_BASE_URL = "http://localhost:8000/v1"
 LOCAL_WARNING = (
     "warning: environment_class 'local': commands the model writes run on THIS machine, as your user "
-    "(in a temporary copy of each repo, with a scrubbed environment). Use --environment-class docker "
-    "to isolate them."
+    "(in a temporary copy of each repo, with a scrubbed environment{how}). Use --environment-class docker "
+    "to isolate them fully."
 )
 
 _GEN_EPILOG = """examples:
@@ -91,6 +91,13 @@ def _add_server_flags(p: argparse.ArgumentParser) -> None:
         "configs work unchanged) or a key.path=value override, merged in order "
         "(e.g. -c mini_textbased.yaml -c model.model_class=litellm_textbased); "
         "default: the bundled mini.yaml, which overrides alone also apply to",
+    )
+    g.add_argument(
+        "--allow-unisolated-local",
+        action="store_true",
+        help="run a real model's commands in the local sandbox even without bubblewrap (bwrap), which "
+        "otherwise keeps them from this machine's processes, secrets and files. Without bwrap and "
+        "without this flag the local sandbox is refused",
     )
 
 
@@ -430,6 +437,9 @@ def _generate(
     output = check_output_path(args.output)
     refuse_if_in_use(output)
     kind, servers = _environment(args, config)
+    from agentdata_tui.sandbox.isolation import bwrap_path, check_isolation
+
+    check_isolation(kind, real_model=True, allow_unisolated=getattr(args, "allow_unisolated_local", False))
     eval_url = normalize_eval_url(args.eval_server)
     api_key = resolve_api_key(args, config)
     eval_token = resolve_eval_token(args)
@@ -474,7 +484,8 @@ def _generate(
     setup_logging(args.log_file, secrets)
     print_unused_keys(config)
     if kind == "local":
-        print(LOCAL_WARNING, file=sys.stderr)
+        how = ", isolated by bubblewrap" if bwrap_path() else ", NOT isolated: bubblewrap is missing"
+        print(LOCAL_WARNING.format(how=how), file=sys.stderr)
     metadata = {
         "model_name": model_name,
         "temperature": temperature,

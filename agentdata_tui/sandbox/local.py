@@ -13,7 +13,12 @@ Why it looks like this (DESIGN §4, §6):
   ~150 ms of CPU per command here) in its own session, so a timeout kills the whole process
   group, backgrounded children included;
 - the environment is built from scratch (PATH, HOME = a temporary home, LANG, TERM and the
-  config's ``env``): the caller's variables — API keys above all — never reach a command.
+  config's ``env``): the caller's variables — API keys above all — never reach a command;
+- with bubblewrap installed every command — the agent's, the evaluation's, and our own git
+  bookkeeping once the copy exists (a repo's ``.git/config`` or ``.gitattributes`` can name
+  commands git runs) — runs isolated (``isolation.py``): its own PID namespace and ``/proc``, no
+  capabilities, the system read-only, only the copy, its home and its ``/tmp`` writable,
+  rlimits from the config. ``isolated`` says whether it did.
 """
 
 from __future__ import annotations
@@ -33,7 +38,9 @@ from pathlib import Path
 
 from agentdata_tui.config import EnvironmentConfig
 from agentdata_tui.dataset import Instance
+from agentdata_tui.errors import UserError
 from agentdata_tui.interfaces import DiffUnavailable, ExecResult, SandboxError
+from agentdata_tui.sandbox.isolation import bwrap_path, bwrap_prefix, rlimit_prefix, visible_inside
 
 PREFIX = "agentdata-sbx-"
 DIFF_LIMIT = 1_000_000  # bytes of patch kept; larger diffs are cut and flagged
@@ -97,6 +104,9 @@ class LocalSandbox:
         self._git_env: dict[str, str] = {}
         self._pgids: set[int] = set()
         self._closed = False
+        self._wrap: list[str] = []  # bubblewrap's command line (empty: not isolated)
+        self._limits: list[str] = []  # prlimit's, for the commands (not our bookkeeping)
+        self.isolated = False
 
     # -- lifecycle -----------------------------------------------------------------
     def start(self) -> None:
@@ -133,7 +143,7 @@ class LocalSandbox:
         # file operation waits for the GIL, while a script's steps do not.
         script = (
             'mkdir "$ROOT/home"'
-            + ' && mkdir "$ROOT/repo"'
+            + ' && mkdir "$ROOT/repo" "$ROOT/tmp"'
             # "$SRC/." copies the folder's contents even when repo_path is a symlink to it.
             # --reflink=auto: a copy-on-write clone where the file system can (btrfs, xfs).
             + (' && cp -a --reflink=auto "$SRC/." "$ROOT/repo/"' if self.repo_src is not None else "")
@@ -149,6 +159,7 @@ class LocalSandbox:
         src = str(self.repo_src.resolve()) if self.repo_src is not None else ""
         out = self._sh(script, SRC=src, EXCLUDES=DIFF_EXCLUDES)
         self.cwd = self._resolve_cwd()
+        self._isolate()
         if not snapshot_now:
             timeout = max(SETUP_TIMEOUT_MIN, self.config.timeout)
             res = self.execute(self.instance.setup_command or "", timeout=timeout)
@@ -184,6 +195,29 @@ class LocalSandbox:
             )
         return cwd
 
+    def _isolate(self) -> None:
+        """From here on every command runs under bubblewrap (when installed) and the rlimits."""
+        assert self.root is not None and self.cwd is not None
+        try:
+            self._limits = rlimit_prefix(self.config)
+        except UserError as exc:
+            raise SandboxError(str(exc)) from None
+        bwrap = bwrap_path()
+        if bwrap:
+            # Only the folders that exist inside: the caller's venv or ~/.pyenv are not there.
+            inside = [
+                d for d in self._env.get("PATH", "").split(":") if d and visible_inside(Path(d), self.root)
+            ]
+            self._env["PATH"] = ":".join(inside) or DEFAULT_PATH
+        interpreter = self.config.effective_interpreter()[0]
+        if shutil.which(interpreter, path=self._env["PATH"]) is None:
+            raise SandboxError(
+                f"cannot run {interpreter!r}: not found in the sandbox (environment.interpreter)"
+            )
+        if bwrap:
+            self._wrap = bwrap_prefix(bwrap, self.root, self.root / "tmp", self.cwd)
+            self.isolated = True
+
     def close(self) -> None:
         """Kill whatever the commands left running, then remove the folder. Idempotent."""
         self._closed = True
@@ -218,7 +252,7 @@ class LocalSandbox:
         if self._closed or self.cwd is None:
             raise SandboxError("the sandbox is closed or was never started")
         timeout = self.config.timeout if timeout is None else timeout
-        argv = [*self.config.effective_interpreter(), command]
+        argv = [*self._wrap, *self._limits, *self.config.effective_interpreter(), command]
         t0 = time.monotonic()
         try:
             proc = subprocess.Popen(
@@ -258,6 +292,7 @@ class LocalSandbox:
         try:
             res = subprocess.run(
                 [
+                    *self._wrap,
                     "sh",
                     "-c",
                     'g() { GIT_DIR="$ROOT/base.git" GIT_WORK_TREE="$ROOT/repo" '
