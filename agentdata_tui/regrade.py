@@ -7,7 +7,14 @@ flat). Like a run, one failing evaluation does not stop the others: that example
 with the error and reward 0. The previous result is kept under ``evaluation_info.previous``.
 
 Instances come from the dataset by ``instance_id``: an example alone lacks the ``eval`` block.
-Only an eval server with its own ``--dataset`` can do without (it looks instances up by id).
+Without ``--dataset`` the data names its own (issue 9): the ``dataset_file`` of its metadata —
+and of each example's, so a merge of several runs regrades too — resolved against the data
+file's folder, then the current one, and checked against the recorded ``dataset_sha256``; when
+that fails nothing is graded (one line says why). Only an eval server with its own
+``--dataset`` can do without any (it looks instances up by id).
+
+Attempts that ended in ModelError, SandboxError or Error were never graded by the runner (there
+is nothing meaningful to grade); they keep their result unless ``regrade_errors``.
 """
 
 from __future__ import annotations
@@ -24,13 +31,93 @@ from pathlib import Path
 from typing import Any
 
 from agentdata_tui import __version__
-from agentdata_tui.dataset import Dataset, Instance
+from agentdata_tui.dataset import Dataset, Instance, load_dataset
+from agentdata_tui.errors import InputError, UserError
 from agentdata_tui.interfaces import Evaluator
 from agentdata_tui.reader import open_input
 from agentdata_tui.records import Example
 from agentdata_tui.writer import TrainingDataWriter
 
 PREVIOUS_KEYS = ("reward", "success", "speedup", "error")
+NOT_GRADED = ("ModelError", "SandboxError", "Error")  # the runner's own rule: nothing to grade
+
+
+@dataclass
+class RecordedDatasets:
+    """The datasets the examples came from, by sha256, as their metadata names them."""
+
+    by_sha: dict[str, Dataset]
+    default: Dataset | None = None  # the file's own (examples without a hash of their own)
+
+    def dataset_of(self, ex: Example) -> Dataset | None:
+        sha = (ex.metadata or {}).get("dataset_sha256")
+        if isinstance(sha, str) and sha in self.by_sha:
+            return self.by_sha[sha]
+        return self.default
+
+    @property
+    def instances(self) -> list[Instance]:
+        return [i for ds in self.by_sha.values() for i in ds.instances]
+
+
+def _find_dataset(name: str, sha: str | None, bases: list[Path]) -> Dataset:
+    p = Path(name)
+    candidates = [p] if p.is_absolute() else [b / p for b in bases]
+    if p.is_absolute():  # moved with the data: look beside it too (the hash says whether it is the one)
+        candidates += [b / p.name for b in bases]
+    found = next((c for c in candidates if c.is_file()), None)
+    if found is None:
+        tried = ", ".join(dict.fromkeys(str(c) for c in candidates))
+        raise UserError(
+            f"regrade: the data's dataset_file '{name}' is not found (tried {tried}); pass --dataset"
+        )
+    try:
+        ds = load_dataset(found)
+    except InputError as exc:
+        raise UserError(f"regrade: the data's dataset: {exc}") from None
+    if sha and ds.sha256 != sha:
+        raise UserError(
+            f"regrade: {found} is not the dataset the data was made with (sha256 {ds.sha256[:12]}..., "
+            f"recorded {sha[:12]}...); pass --dataset {found} to grade against it anyway"
+        )
+    return ds
+
+
+def datasets_from_metadata(input_path: str | Path, *, all_attempts: bool = False) -> RecordedDatasets | None:
+    """The datasets the data's metadata names (None: it names none), every instance found, or a
+    one-line UserError."""
+    source = open_input(input_path, all_attempts=all_attempts)
+    meta = source.metadata or {}
+    data_dir = source.data_file.resolve().parent
+    bases = list(dict.fromkeys([data_dir, source.path.resolve().parent, Path.cwd()]))
+    file_name, file_sha = meta.get("dataset_file"), meta.get("dataset_sha256")
+    wanted: dict[str | None, set[str]] = {}  # sha (None: unknown) -> file names
+    needed: dict[str | None, set[str]] = {}  # sha -> instance ids
+    for ex in source:
+        em = ex.metadata or {}
+        name, sha = em.get("dataset_file") or file_name, em.get("dataset_sha256") or file_sha
+        if not name:
+            if wanted or needed:
+                raise UserError(f"regrade: example {ex.instance_id} names no dataset_file; pass --dataset")
+            continue
+        wanted.setdefault(sha, set()).add(str(name))
+        needed.setdefault(sha, set()).add(ex.instance_id)
+    if not wanted:
+        return None
+    by_sha: dict[str, Dataset] = {}
+    for sha, names in wanted.items():
+        ds = _find_dataset(sorted(names)[0], sha, bases)
+        by_sha[ds.sha256] = ds
+        missing = sorted(needed[sha] - set(ds.by_id()))
+        if missing:
+            more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+            raise UserError(
+                f"regrade: instance '{missing[0]}'{more} not in the dataset {ds.path}; pass --dataset"
+            )
+    default = by_sha.get(file_sha) if file_sha else None
+    if default is None and file_name and len(by_sha) == 1:
+        default = next(iter(by_sha.values()))
+    return RecordedDatasets(by_sha, default)
 
 
 @dataclass
@@ -39,6 +126,7 @@ class RegradeStats:
     changed: int = 0  # reward or success differs from the recorded one
     failed: int = 0  # evaluation raised: written with the error, reward 0
     missing_instance: int = 0  # instance_id not in the dataset (counted in failed too)
+    kept: int = 0  # ModelError/SandboxError/Error attempts kept as they were (not regrade_errors)
     reward_sum: float = 0.0
     elapsed_s: float = 0.0
     failures: list[str] = field(default_factory=list)  # the first few, for the report
@@ -49,6 +137,7 @@ class RegradeStats:
             "changed": self.changed,
             "failed": self.failed,
             "missing_instance": self.missing_instance,
+            "kept": self.kept,
             "average_reward": round(self.reward_sum / self.total, 6) if self.total else 0.0,
             "elapsed_s": round(self.elapsed_s, 3),
         }
@@ -65,6 +154,13 @@ def instance_for(ex: Example, by_id: dict[str, Instance] | None) -> Instance | N
     if by_id is not None:
         return by_id.get(ex.instance_id)
     return Instance(instance_id=ex.instance_id, problem_statement=ex.problem_statement or "")
+
+
+def _located(inst: Instance | None, ds: Dataset | None) -> Instance | None:
+    """The instance with its repo_path made absolute against its own dataset's folder."""
+    if inst is None or ds is None or not inst.repo_path:
+        return inst
+    return inst.model_copy(update={"repo_path": str(ds.repo_dir(inst))})
 
 
 def regrade_example(
@@ -123,8 +219,9 @@ def regrade(
     input_path: str | Path,
     output_path: str | Path,
     evaluator: Evaluator,
-    dataset: Dataset | None,
+    dataset: Dataset | RecordedDatasets | None,
     *,
+    regrade_errors: bool = False,
     workers: int = 4,
     settings: dict[str, Any] | None = None,
     progress: Callable[[RegradeStats], None] | None = None,
@@ -136,31 +233,58 @@ def regrade(
     A run folder gives its latest attempt per (instance, sample) unless ``all_attempts``; each
     example keeps its ``run_id`` and ``rollout_id`` (derived by the reader for older records)."""
     source = open_input(input_path, all_attempts=all_attempts)
-    by_id = dataset.by_id() if dataset is not None else None
+    if isinstance(dataset, Dataset):
+        recorded = RecordedDatasets({dataset.sha256: dataset}, dataset)
+        explicit = dataset
+    else:
+        recorded, explicit = dataset, None
+    ids: dict[int, dict[str, Instance]] = {}
+
+    def lookup(ex: Example) -> tuple[Instance | None, bool]:
+        """(the instance to grade, whether a dataset was searched for it)."""
+        ds = explicit or (recorded.dataset_of(ex) if recorded else None)
+        if ds is None:
+            return instance_for(ex, None), False
+        by_id = ids.setdefault(id(ds), ds.by_id())
+        return _located(by_id.get(ex.instance_id), ds), True
+
     stats = RegradeStats()
     run_id = f"regrade-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S')}"
     metadata = dict(source.metadata or {})
     metadata["regrade"] = {
         "run_id": run_id,
         "input": str(input_path),
-        "dataset_file": str(dataset.path) if dataset else None,
-        "dataset_sha256": dataset.sha256 if dataset else None,
+        "dataset_file": str(explicit.path) if explicit else None,
+        "dataset_sha256": explicit.sha256 if explicit else None,
+        "datasets_from_metadata": sorted(str(d.path) for d in recorded.by_sha.values())
+        if recorded and not explicit
+        else None,
+        "regrade_errors": regrade_errors,
         "workers": workers,
         "tool_version": __version__,
         "started_at": _now_iso(),
         **(settings or {}),
     }
     t0 = time.monotonic()
-    window: deque[tuple[Example, Future]] = deque()
+    window: deque[tuple[Example, Future | None, bool]] = deque()
 
-    def finish(writer: TrainingDataWriter, ex: Example, fut: Future) -> None:
+    def finish(writer: TrainingDataWriter, ex: Example, fut: Future | None, missing: bool) -> None:
+        if fut is None:  # not graded: kept as it was
+            writer.write(ex)
+            stats.total += 1
+            stats.kept += 1
+            stats.reward_sum += ex.reward or 0.0
+            stats.elapsed_s = time.monotonic() - t0
+            if progress is not None:
+                progress(stats)
+            return
         new, failure = fut.result()
         writer.write(new)
         stats.total += 1
         stats.reward_sum += new.reward
         if failure is not None:
             stats.failed += 1
-            stats.missing_instance += by_id is not None and ex.instance_id not in by_id
+            stats.missing_instance += missing
             if len(stats.failures) < 10:
                 stats.failures.append(f"{ex.instance_id}#{ex.sample_index}: {failure}")
         elif (new.reward, new.success) != (ex.reward, ex.success):
@@ -175,8 +299,12 @@ def regrade(
             for ex in source:
                 if stop is not None and stop.is_set():
                     raise KeyboardInterrupt
-                fut = pool.submit(regrade_example, ex, instance_for(ex, by_id), evaluator, run_id=run_id)
-                window.append((ex, fut))
+                if ex.exit_status in NOT_GRADED and not regrade_errors:
+                    window.append((ex, None, False))
+                else:
+                    inst, searched = lookup(ex)
+                    fut = pool.submit(regrade_example, ex, inst, evaluator, run_id=run_id)
+                    window.append((ex, fut, searched and inst is None))
                 while len(window) >= 2 * workers:
                     finish(writer, *window.popleft())
             while window:
@@ -184,8 +312,9 @@ def regrade(
     except BaseException:
         # Interrupted or failed: cancel what has not started, and end what runs quickly by
         # removing its containers (a local evaluation ends at its command timeout).
-        for _, fut in window:
-            fut.cancel()
+        for _, fut, _ in window:
+            if fut is not None:
+                fut.cancel()
         docker_mod = sys.modules.get("agentdata_tui.sandbox.docker")
         if docker_mod is not None:
             docker_mod.close_all()

@@ -178,7 +178,7 @@ def test_cancel_ends_exactly_that_rollout(tmp_path: Path) -> None:
     assert all(d["success"] for d in lines)
 
 
-def test_requeue_errors_reruns_the_errored_pairs(tmp_path: Path) -> None:
+def test_requeue_errors_reruns_the_errored_pairs(tmp_path: Path, unisolated) -> None:
     marker = tmp_path / "first-attempt-done"
     setup = f"test -e {marker} || {{ touch {marker}; echo flaky; exit 1; }}"
     ds = load_dataset(write_dataset(tmp_path, 2, extra={"task-000": {"setup_command": setup}}))

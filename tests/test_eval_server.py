@@ -121,7 +121,7 @@ def test_without_dataset_the_request_instance_is_used_and_crashes_are_500(tmp_pa
         httpd.stop()
 
 
-def test_concurrent_evaluations_are_bounded_by_workers(tmp_path):
+def test_concurrent_evaluations_are_bounded_by_workers(tmp_path, unisolated):
     """Five requests at once, two workers: never more than two evaluations overlap."""
     log = tmp_path / "spans.log"
     cmd = (

@@ -173,6 +173,8 @@ def test_cli_regrade_reproduces_the_rewards_of_a_real_run(tmp_path):
 
 
 def test_cli_regrade_needs_a_dataset_for_local_evaluation(tmp_path):
+    """Data whose metadata names no dataset: local evaluation has nothing to grade against."""
+    write_training_data(tmp_path / "x.json", [_example(PAGER, PAGER_FIX, 1.0)], {"model_name": "m"})
     r = subprocess.run(
         [sys.executable, "-m", "agentdata_tui", "regrade", "--input", "x.json", "--output", "y.json"],
         capture_output=True,
@@ -180,4 +182,9 @@ def test_cli_regrade_needs_a_dataset_for_local_evaluation(tmp_path):
         timeout=60,
         cwd=tmp_path,
     )
-    assert r.returncode == 2 and "--dataset is required" in r.stderr and "Traceback" not in r.stderr
+    assert (
+        r.returncode == 2
+        and "names no dataset_file: pass --dataset" in r.stderr
+        and "Traceback" not in r.stderr
+    )
+    assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "y.json").exists()

@@ -179,7 +179,7 @@ def test_one_failure_never_stops_the_others(tmp_path: Path) -> None:
         assert by_id[iid].success and by_id[iid].reward == 1.0
 
 
-def test_retry_errors_keeps_every_attempt(tmp_path: Path) -> None:
+def test_retry_errors_keeps_every_attempt(tmp_path: Path, unisolated) -> None:
     marker = tmp_path / "first-attempt-done"
     setup = f"test -e {marker} || {{ touch {marker}; echo flaky; exit 1; }}"
     ds = load_dataset(write_dataset(tmp_path, 2, extra={"task-001": {"setup_command": setup}}))

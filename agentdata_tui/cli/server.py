@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 from agentdata_tui.cli.common import AddFn, add_all_attempts_flag, positive_int
@@ -145,8 +146,15 @@ def register(add: AddFn) -> None:
     p.add_argument(
         "--dataset",
         metavar="F",
-        help="the dataset the examples came from: instances (their eval block) by instance_id. "
-        "Required unless --eval-server is a server that has its own --dataset",
+        help="the dataset to grade against: instances (their eval block) by instance_id. Default: the "
+        "dataset the data's metadata names (dataset_file, relative to the data file's folder or the current "
+        "one, checked against dataset_sha256; per example for merged files)",
+    )
+    p.add_argument(
+        "--regrade-errors",
+        action="store_true",
+        help="also grade attempts that ended in ModelError, SandboxError or Error (by default they keep "
+        "their result: the runner does not grade them either)",
     )
     p.add_argument(
         "--eval-server",
@@ -316,16 +324,22 @@ def _run_regrade(args: argparse.Namespace) -> int:
     from agentdata_tui.config import load_config
     from agentdata_tui.dataset import Dataset, load_dataset
     from agentdata_tui.evaluation import make_evaluator, normalize_eval_url
-    from agentdata_tui.regrade import ProgressPrinter, regrade
+    from agentdata_tui.regrade import ProgressPrinter, RecordedDatasets, datasets_from_metadata, regrade
     from agentdata_tui.sandbox import SandboxContext, make_sandbox, resolve_class
 
     url = normalize_eval_url(args.eval_server)
-    if url is None and not args.dataset:
-        raise UserError(
-            "--dataset is required for local evaluation (the examples alone lack the instances' eval block)"
-        )
     config = load_config(args.config)
-    dataset = load_dataset(args.dataset) if args.dataset else None
+    all_attempts = getattr(args, "all_attempts", False)
+    dataset: Dataset | RecordedDatasets | None
+    if args.dataset:
+        dataset = load_dataset(args.dataset)
+    else:
+        dataset = datasets_from_metadata(args.input, all_attempts=all_attempts)
+        if dataset is None and url is None:
+            raise UserError(
+                "regrade: the data's metadata names no dataset_file: pass --dataset (the examples alone "
+                "lack the instances' eval block)"
+            )
     servers = _servers(args.docker_server)
     kind = args.environment_class or ("docker_remote" if servers else config.environment.environment_class)
     if url is None:
@@ -344,7 +358,6 @@ def _run_regrade(args: argparse.Namespace) -> int:
     token = args.eval_token if args.eval_token is not None else os.environ.get("AGENTDATA_EVAL_TOKEN")
     counter = {"n": 0}
     lock = threading.Lock()
-    ds: Dataset | None = dataset
 
     def factory(inst):
         with lock:
@@ -353,7 +366,8 @@ def _run_regrade(args: argparse.Namespace) -> int:
         ctx = SandboxContext(
             run_id="",  # the evaluator tags it with the regrade's run id (container labels)
             rollout_id=f"regrade-{n:05d}",
-            repo_dir=ds.repo_dir(inst) if ds else None,
+            # regrade gives each instance its repo_path made absolute against its own dataset
+            repo_dir=Path(inst.repo_path) if inst.repo_path and Path(inst.repo_path).is_absolute() else None,
             docker_servers=servers,
             environment_class=kind,
         )
@@ -369,6 +383,7 @@ def _run_regrade(args: argparse.Namespace) -> int:
             args.output,
             evaluator,
             dataset,
+            regrade_errors=args.regrade_errors,
             workers=args.workers,
             settings=settings,
             progress=printer,
@@ -384,6 +399,7 @@ def _run_regrade(args: argparse.Namespace) -> int:
     s = stats.as_dict()
     print(
         f"regraded {s['total']} examples into {args.output}: {s['changed']} changed, {s['failed']} failed, "
+        f"{s['kept']} kept (errored attempts), "
         f"average reward {s['average_reward']:.3f} ({s['elapsed_s']:.1f}s)"
     )
     for line in stats.failures:

@@ -402,6 +402,11 @@ class Runner:
         self._emit("endpoints", endpoints=stats)
 
     @property
+    def _dataset_meta(self) -> dict[str, Any]:
+        ds = self.spec.dataset
+        return {"dataset_file": str(ds.path), "dataset_sha256": ds.sha256} if ds is not None else {}
+
+    @property
     def _parts(self) -> RolloutParts:
         """The rollout function's parts (read each time: a caller may swap the evaluator)."""
         return RolloutParts(
@@ -677,6 +682,8 @@ class Runner:
                 # One worker means one rollout at a time, grading included; with more, a worker
                 # goes on to the next rollout while its last patch is graded.
                 split=self.spec.workers > 1,
+                # Each example names its dataset, so a merge of several runs can be regraded.
+                extra_metadata=self._dataset_meta,
             )
         except RolloutCancelled as exc:
             self._emit_cancelled(task, rollout_id, exc, by_ctl=self.control.cancelled(rollout_id))
