@@ -185,7 +185,11 @@ def test_generate_multi_on_docker_remote_with_a_docker_eval_server(docker_api, d
                 by_id[iid]["success"],
             )
             assert again[iid]["evaluation_info"]["previous"]["reward"] == by_id[iid]["reward"]
-        assert again[KILLED]["reward"] == 0.0 and again[KILLED]["evaluation_info"]["status"] == "no_patch"
+        # The SandboxError attempt is not graded (as the runner did not): kept as it was.
+        assert (
+            again[KILLED]["reward"] == 0.0 and again[KILLED]["evaluation_info"]["status"] == "not_evaluated"
+        )
+        assert "previous" not in again[KILLED]["evaluation_info"] and "1 kept" in r.stdout
 
         # Secrets never reach the outputs or the servers' logs.
         for f in [out, regraded, *run_dir.rglob("*")]:
