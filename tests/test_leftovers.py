@@ -56,8 +56,11 @@ def test_cleanup_sweeps_old_patch_files_only(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["agentdata-new.patch", "unrelated.patch"]
 
 
-def test_second_ctrl_c_during_evaluation_leaves_no_sandbox_or_process(tmp_path: Path) -> None:
-    """The issue's repro: a double Ctrl+C during evaluation left evaluation sandboxes running."""
+def test_second_ctrl_c_during_evaluation_leaves_no_sandbox_or_process(tmp_path: Path, unisolated) -> None:
+    """The issue's repro: a double Ctrl+C during evaluation left evaluation sandboxes running.
+
+    Unisolated: the evaluation's command reports its host pid through a host file (under
+    bubblewrap it could not, and its pid would be its namespace's)."""
     private = tmp_path / "tmp"
     private.mkdir()
     marker = tmp_path / "eval.pid"
@@ -78,6 +81,7 @@ def test_second_ctrl_c_during_evaluation_leaves_no_sandbox_or_process(tmp_path: 
     with ModelServer(ScriptedResponder(scripts_for(1))) as server:
         cmd = [sys.executable, "-m", "agentdata_tui", "generate-multi", "--dataset", str(ds)]
         cmd += ["--base-url", server.base_url, "--model", "test-model", "--output", str(tmp_path / "o.json")]
+        cmd += ["--allow-unisolated-local"]
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             deadline = time.monotonic() + 120
