@@ -2,7 +2,9 @@
 
 Runs the same commands in a LocalSandbox with bubblewrap and without it (``AGENTDATA_BWRAP=""``
 in a child process, as a user without bwrap would run) and prints the median and p90 wall time
-per command, and the difference.
+per command, and the difference. Note that the two may run different programs for one name:
+isolated, PATH keeps only the folders that exist inside (no venv, no ~/.pyenv shims), so
+``python3`` can be the system one there and a slower shim outside.
 
     python tests/benchmarks/bench_sandbox_isolation.py            # 60 commands each
     python tests/benchmarks/bench_sandbox_isolation.py --n 200
