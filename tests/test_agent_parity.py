@@ -222,8 +222,9 @@ def test_requests_match_mini_swe_agent(case, mswea2, tmp_path):
     print(f"parity {case}: {len(our_requests)} requests, {compared} messages compared")
 
     # What we recorded is the conversation (the final reply included) and, in tool mode, its tools.
+    # Records keep content a string: a reply the server sent with null content is recorded as "".
     assert wire_messages(example["messages"]) == wire_messages(
-        their_requests[-1]["messages"] + [_peer_last_reply(theirs)]
+        _content_as_text(their_requests[-1]["messages"] + [_peer_last_reply(theirs)])
     )
     tool_mode = "tools" in their_requests[0]
     run_json = json.loads((tmp_path / "ours" / "out.run" / "run.json").read_text())
@@ -262,6 +263,10 @@ def run_ours(folder: Path, task: str, specs: list[str]) -> tuple[subprocess.Comp
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=_clean_env())
     assert run.returncode == 0, run.stderr[-3000:]
     return run, out
+
+
+def _content_as_text(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{**m, "content": m.get("content") or ""} for m in messages]
 
 
 def _peer_last_reply(theirs: dict[str, Any]) -> dict[str, Any]:

@@ -516,10 +516,15 @@ _WIRE_KEYS = ("role", "content", "tool_calls", "tool_call_id", "name")
 
 def _wire_message(message: dict[str, Any]) -> dict[str, Any]:
     """A message as the API takes it. Recorded extras stay home: ``reasoning_content`` of past
-    turns is refused by some servers (DeepSeek answers 400) and ignored by chat templates."""
-    if all(k in _WIRE_KEYS for k in message):
+    turns is refused by some servers (DeepSeek answers 400) and ignored by chat templates.
+    A tool-call reply without text goes back without ``content``, as mini-swe-agent (litellm)
+    sends the null content servers return for it (the record keeps ``""``)."""
+    drop_content = (
+        message.get("role") == "assistant" and bool(message.get("tool_calls")) and not message.get("content")
+    )
+    if not drop_content and all(k in _WIRE_KEYS for k in message):
         return message
-    return {k: message[k] for k in _WIRE_KEYS if k in message}
+    return {k: message[k] for k in _WIRE_KEYS if k in message and not (drop_content and k == "content")}
 
 
 def _text(content: Any) -> str:

@@ -3,7 +3,7 @@
 The script exercises what differs between agents: several tool calls in one reply, an unknown
 tool, a reply without an action (with ``finish_reason`` "length" too), two actions where one is
 allowed, a 200,001-character output (templates truncate it themselves), a timeout, a submission
-whose command fails (not a submission), the fix, the submission. Commands behave the same under
+whose command fails (not a submission), the fix (a reply with null content), the submission. Commands behave the same under
 ``sh -c`` (mini-swe-agent's local shell) and ``bash -c`` (ours) and print no paths.
 """
 
@@ -57,7 +57,8 @@ def tool_script() -> list[Reply]:
         Reply(content="A big output.", tool_calls=[_call("call_4", LONG)], finish_reason=t),
         Reply(content="Wait a bit.", tool_calls=[_call("call_5", SLOW)], finish_reason=t),
         Reply(content="Submit too early.", tool_calls=[_call("call_6", FAKE_SUBMIT)], finish_reason=t),
-        Reply(content="Fix it.", tool_calls=[_call("call_7", FIX)], finish_reason=t),
+        # vLLM and OpenAI send null content with a tool-call-only reply; litellm sends it back without one
+        Reply(content=None, tool_calls=[_call("call_7", FIX)], finish_reason=t),
         Reply(content="Done.", tool_calls=[_call("call_8", SUBMIT)], finish_reason=t),
     ]
 
