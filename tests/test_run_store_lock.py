@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -191,16 +192,23 @@ def test_a_killed_holders_lock_is_taken_over(tmp_path: Path) -> None:
     gate = GateResponder(2)
     with ModelServer(gate) as server:
         proc = subprocess.Popen(
-            _cmd(ds, server, out), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            _cmd(ds, server, out),
+            env=_env(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
         )
         try:
             assert gate.arrived.wait(120)
-            proc.send_signal(signal.SIGKILL)
+            os.killpg(proc.pid, signal.SIGKILL)  # the run and any child it was forking
             proc.wait(30)
         finally:
             if proc.poll() is None:
                 proc.kill()
         assert (run_dir / LOCK).read_text().strip() == str(proc.pid), "the dead holder's pid is still inside"
+        deadline = time.monotonic() + 30  # a child forked at the kill shares the lock until it execs
+        while lock_holder(run_dir) is not None and time.monotonic() < deadline:
+            time.sleep(0.01)
         assert lock_holder(run_dir) is None
         gate.gate.set()
         res = _run(_cmd(ds, server, out, "--resume"))
