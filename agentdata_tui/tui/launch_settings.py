@@ -63,6 +63,7 @@ class LaunchSettings(BaseModel):
     workers: int = Field(4, ge=1, le=4096)
     max_tasks: int | None = Field(None, ge=1)
     samples_per_task: int = Field(1, ge=1)
+    allow_unisolated_local: bool = False  # --allow-unisolated-local: the local sandbox without bubblewrap
 
     @field_validator("base_url")
     @classmethod
@@ -162,6 +163,13 @@ def plain_message(err: dict[str, Any]) -> str:
     if kind == "missing":
         return "required"
     return str(err.get("msg", "not valid")).removeprefix("Value error, ")
+
+
+def bubblewrap_missing() -> bool:
+    """The local sandbox isolates commands with bubblewrap; without it a real run needs an opt-in."""
+    import shutil
+
+    return shutil.which("bwrap") is None
 
 
 def validate_fields(values: dict[str, Any]) -> tuple[LaunchSettings | None, dict[str, str]]:
@@ -288,6 +296,8 @@ def build_command(settings: LaunchSettings, python: str | None = None, *, mode: 
         cmd += ["--config", settings.config]
     if settings.max_tasks is not None:
         cmd += ["--max-tasks", str(settings.max_tasks)]
+    if settings.allow_unisolated_local and settings.environment_class == "local":
+        cmd.append("--allow-unisolated-local")
     if mode == "resume":
         cmd.append("--resume")
     elif mode == "start_over":

@@ -557,3 +557,53 @@ async def test_dashboard_keys_control_a_live_run(tmp_path: Path, monkeypatch: py
 
 class RolloutGone:
     finished = "gone"
+
+
+@run_async
+async def test_the_unisolated_opt_in_appears_only_without_bubblewrap(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where bwrap is missing, the local sandbox needs i9's --allow-unisolated-local: a checkbox then."""
+    import shutil
+
+    from textual.widgets import Checkbox
+
+    from agentdata_tui.tui.launch_settings import build_command, validate_fields
+
+    real_which = shutil.which
+    for missing in (False, True):
+        monkeypatch.setattr(
+            shutil,
+            "which",
+            lambda name, *a, missing=missing, **k: (
+                None if missing and name == "bwrap" else real_which(name, *a, **k)
+            ),
+        )
+        values, sources = initial_values(
+            {
+                "dataset": str(
+                    make_dataset(tmp_path)
+                    if not (tmp_path / "tasks.json").exists()
+                    else tmp_path / "tasks.json"
+                )
+            },
+            {},
+            {},
+        )
+        app = make_app(
+            "launch", launch_values=values, launch_sources=sources, last_path=tmp_path / "last.json"
+        )
+        async with app.run_test(size=(80, 24)) as pilot:
+            screen = app.screen
+            box = screen.query_one("#f-allow_unisolated_local", Checkbox)
+            assert box.display is missing
+            if missing:
+                assert "not installed" in screen.query_one("#sandbox-warning", Label).render().plain
+                box.value = True
+                await pilot.pause()
+                settings, errors = validate_fields(screen.form_values())
+                assert settings is not None, errors
+                assert "--allow-unisolated-local" in build_command(settings)
+                screen.query_one("#f-environment_class", Select).value = "docker"
+                await pilot.pause()
+                assert not box.display and not screen.form_values()["allow_unisolated_local"]

@@ -26,13 +26,14 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.suggester import SuggestFromList
 from textual.widget import Widget
-from textual.widgets import Button, Header, Input, Label, Select
+from textual.widgets import Button, Checkbox, Header, Input, Label, Select
 
 from agentdata_tui.tui.checks import CheckResult, check_docker, check_eval, check_model
 from agentdata_tui.tui.launch_settings import (
     CONFIG_FIELDS,
     SANDBOX_KINDS,
     LaunchSettings,
+    bubblewrap_missing,
     build_command,
     child_env,
     config_defaults,
@@ -166,6 +167,12 @@ class LaunchScreen(Screen[None]):
             for spec in RUN_FIELDS:
                 yield from self._row(*spec)
             yield Label("", id="sandbox-warning")
+            yield Checkbox(
+                "run the local sandbox without bubblewrap isolation (--allow-unisolated-local): the "
+                "model's commands can read this machine's files",
+                id="f-allow_unisolated_local",
+                compact=True,
+            )
             with Horizontal(id="launch-buttons"):
                 yield Button("Start", id="start", variant="success")
                 yield Button("Quit", id="quit")
@@ -190,6 +197,8 @@ class LaunchScreen(Screen[None]):
         for name, _, _ in MODEL_FIELDS + SERVER_FIELDS + RUN_FIELDS:
             values[name] = self.query_one(f"#f-{name}", Input).value.strip()
         values["environment_class"] = str(self.query_one("#f-environment_class", Select).value)
+        box = self.query_one("#f-allow_unisolated_local", Checkbox)
+        values["allow_unisolated_local"] = box.display and box.value
         return values
 
     def _set_field(self, name: str, value: Any, hint: str) -> None:
@@ -260,8 +269,16 @@ class LaunchScreen(Screen[None]):
     def _update_warning(self) -> None:
         kind = str(self.query_one("#f-environment_class", Select).value)
         warning = LaunchSettings.model_construct(environment_class=kind).local_sandbox_warning()
+        if warning and bubblewrap_missing():
+            warning += (
+                " bubblewrap (bwrap) is not installed here: a run is refused unless you tick the box below."
+            )
         self.query_one("#sandbox-warning", Label).update(
             Text(f"⚠ {warning}", style="bold") if warning else ""
+        )
+        # the opt-in only where it applies: the local sandbox on a machine without bubblewrap
+        self.query_one("#f-allow_unisolated_local", Checkbox).display = (
+            kind == "local" and bubblewrap_missing()
         )
 
     # -- connection tests ----------------------------------------------------
