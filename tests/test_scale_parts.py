@@ -48,10 +48,11 @@ def test_local_sandbox_starts_are_bounded_docker_ones_are_not(tmp_path: Path) ->
     assert getattr(docker, "start_concurrency", None) is None
 
 
-def test_evaluation_overlaps_the_next_rollout(tmp_path: Path) -> None:
+def test_evaluation_overlaps_the_next_rollout(tmp_path: Path, unisolated) -> None:
     """Two workers, three tasks: the gradings of task-000 and task-001 wait until task-002's agent
     has run a command. Graded inline, both workers would be busy grading and task-002 could not
-    start (the gradings would time out: tests_failed)."""
+    start (the gradings would time out: tests_failed). Unisolated: the commands signal each other
+    through a host file, which isolated sandboxes cannot see."""
     from servers.model_server import ModelServer, ScriptedResponder
     from test_runner import SUBMIT, make_runner, scripts_for
 
