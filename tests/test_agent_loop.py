@@ -616,7 +616,11 @@ def test_templates_get_mini_swe_agent_2_variables_but_never_a_key(monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-never-in-a-prompt")
     cfg = _v2_config()
     cfg.environment.env = {"PAGER": "cat"}
-    cfg.model.model_kwargs = {"api_key": "sk-config-key", "temperature": 0.5}
+    cfg.model.model_kwargs = {
+        "api_key": "sk-config-key",
+        "temperature": 0.5,
+        "extra_headers": {"Authorization": "Bearer sk-header-key"},
+    }
     cfg.agent.instance_template = (
         "{{task}}|{{node}}|{{PAGER}}|{{TERM}}|{{timeout}}|{{step_limit}}|{{model_name}}|{{elapsed_seconds}}"
         "|{{model_kwargs}}|{{cwd}}|{{max_consecutive_format_errors}}"

@@ -65,6 +65,11 @@ def _number(value: Any) -> Any:
     return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
+# model_kwargs that carry credentials (a key, or headers such as Authorization / api-key):
+# a template that renders ``model_kwargs`` must not put them in a prompt.
+_SECRET_KWARGS = frozenset({"api_key", "extra_headers", "headers"})
+
+
 def base_variables(
     config: Config, instance: dict[str, Any], env_vars: dict[str, str] | None = None
 ) -> dict[str, Any]:
@@ -75,7 +80,7 @@ def base_variables(
     the model config's fields; then ``n_model_calls``/``model_cost``/``elapsed_seconds`` and
     ``task`` (added per render by the loop). The environment variables here are the sandbox's
     scrubbed ones (``env_vars``), never this process's: no key is ever among them, and none is
-    in ``model_kwargs`` either. Ours on top of that: the instance's own fields, lowest (still
+    in ``model_kwargs`` either (its key and headers are left out). Ours on top of that: the instance's own fields, lowest (still
     reachable as ``instance.version`` where a SWE-bench ``version`` meets the machine's), and
     ``instance``.
     """
@@ -86,7 +91,7 @@ def base_variables(
     variables.update({"cwd": e.cwd, "env": dict(e.env), "timeout": _number(e.timeout)})
     variables.update(_uname())
     variables.update(env_vars if env_vars is not None else e.env)
-    kwargs = {k: v for k, v in m.model_kwargs.items() if k != "api_key"}
+    kwargs = {k: v for k, v in m.model_kwargs.items() if k not in _SECRET_KWARGS}
     variables.update(
         {
             "model_name": m.model_name,
