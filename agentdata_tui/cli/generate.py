@@ -11,7 +11,6 @@ import argparse
 import os
 import sys
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from agentdata_tui.cli.common import non_negative_int, positive_int
 from agentdata_tui.errors import UserError
@@ -288,20 +287,6 @@ def register(add) -> None:
 # -- shared helpers ---------------------------------------------------------------------------
 
 
-def public_url(url: str) -> str:
-    """A URL without user:password@ (never written to metadata)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return url
-    if parts.username or parts.password:
-        host = parts.hostname or ""
-        if parts.port:
-            host += f":{parts.port}"
-        return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
-    return url
-
-
 def resolve_api_key(args: argparse.Namespace, config=None) -> str | None:
     """``--api-key``, else the config's ``model_kwargs.api_key``, else ``$OPENAI_API_KEY``."""
     from_config = config.model.api_key() if config is not None else None
@@ -429,7 +414,7 @@ def _generate(
     from agentdata_tui import __version__
     from agentdata_tui.agent.loop import tools_for
     from agentdata_tui.evaluation import normalize_eval_url
-    from agentdata_tui.model.client import resolve_model_name, served_model_name
+    from agentdata_tui.model.client import public_url, resolve_model_name, served_model_name
     from agentdata_tui.model.pool import build_model
     from agentdata_tui.runner.execute import check_output_path, refuse_if_in_use
 
@@ -581,7 +566,7 @@ def _probe_model_server(base_url: str, api_key: str | None) -> list[str] | None:
     """The models the server lists (None when it has no usable list). A server that cannot be
     reached fails the run now, not after every rollout's retries."""
     from agentdata_tui.interfaces import ModelError
-    from agentdata_tui.model.client import list_models
+    from agentdata_tui.model.client import list_models, public_url
 
     try:
         return list_models(base_url, api_key, timeout=15)
@@ -601,7 +586,7 @@ def _probe_model_server(base_url: str, api_key: str | None) -> list[str] | None:
 def run_check(args: argparse.Namespace) -> int:
     from agentdata_tui.evaluation import EvalServerClient, normalize_eval_url
     from agentdata_tui.interfaces import ModelError
-    from agentdata_tui.model.client import list_models, served_model_name
+    from agentdata_tui.model.client import list_models, public_url, served_model_name
 
     config = load_run_config(args)
     failures = 0

@@ -27,6 +27,7 @@ import threading
 import time
 import uuid
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -698,3 +699,17 @@ def served_model_name(name: str, listed: list[str] | None) -> str:
     if listed is not None and name in listed:
         return name
     return strip_provider(name)
+
+
+def public_url(url: str) -> str:
+    """A URL without user:password@ (never written to metadata)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    if parts.username or parts.password:
+        host = parts.hostname or ""
+        if parts.port:
+            host += f":{parts.port}"
+        return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+    return url

@@ -114,8 +114,7 @@ class EndpointPool:
         prober=None,
         served_name: str | None = None,
     ) -> None:
-        from agentdata_tui.cli.generate import public_url
-        from agentdata_tui.model.client import OpenAIModel, list_models
+        from agentdata_tui.model.client import OpenAIModel, list_models, public_url
 
         if not base_urls:
             raise ValueError("an endpoint pool needs at least one base URL")
