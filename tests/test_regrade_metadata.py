@@ -149,3 +149,16 @@ def test_errored_attempts_keep_their_result_unless_regrade_errors(tmp_path: Path
     assert r.returncode == 0, r.stderr
     kept, _ = json.loads(out.read_text())["examples"]
     assert kept["reward"] == 1.0 and kept["evaluation_info"]["status"] == "correct"
+
+
+def test_regrade_takes_layered_configs_as_generate_does(tmp_path: Path) -> None:
+    """-c is repeatable (files and key.path=value overrides, merged in order), as for generate."""
+    dataset = write_dataset(tmp_path / "data", 1)
+    data = _data(tmp_path, "", "", [_ex("task-000", FIX)])
+    base = Path(__file__).resolve().parents[1] / "configs" / "mini.yaml"
+    r = _cli(
+        "--input", str(data), "--output", str(tmp_path / "o.json"), "--dataset", str(dataset),
+        "-c", str(base), "-c", "environment.environment_class=nope_pkg.sandbox:Cls",
+    )  # fmt: skip
+    assert r.returncode == 2
+    assert "cannot import nope_pkg.sandbox:Cls" in r.stderr and "Traceback" not in r.stderr

@@ -107,10 +107,13 @@ def register(add: AddFn) -> None:
         help="grade by instance_id from this dataset (JSON/JSONL), ignoring instances sent in requests",
     )
     p.add_argument(
+        "-c",
         "--config",
-        metavar="F",
+        action="append",
+        metavar="FILE|KEY.PATH=VALUE",
         help="config whose environment: section (image, cwd, timeout, env, container options) "
-        "applies to evaluation sandboxes (default: the bundled mini.yaml)",
+        "applies to evaluation sandboxes; repeatable as generate's -c (files and key.path=value "
+        "overrides, merged in order; default: the bundled mini.yaml)",
     )
     p.set_defaults(func=run_eval_server)
 
@@ -176,7 +179,12 @@ def register(add: AddFn) -> None:
     )
     _docker_flag(p, "for docker_remote evaluation (implies --environment-class docker_remote)")
     p.add_argument(
-        "--config", metavar="F", help="config file for the sandbox settings (default: the bundled mini.yaml)"
+        "-c",
+        "--config",
+        action="append",
+        metavar="FILE|KEY.PATH=VALUE",
+        help="config for the sandbox settings; repeatable as generate's -c (files and key.path=value "
+        "overrides, merged in order; default: the bundled mini.yaml)",
     )
     p.add_argument(
         "--workers", type=positive_int, default=4, metavar="N", help="evaluations at once (default 4)"
@@ -218,14 +226,14 @@ def _servers(text: str | None) -> list[str]:
 
 
 def run_eval_server(args: argparse.Namespace) -> int:
-    from agentdata_tui.config import load_config
+    from agentdata_tui.config import load_configs
     from agentdata_tui.dataset import load_dataset
     from agentdata_tui.evaluation.server import EvalHTTPServer, EvalService
 
     token = args.token if args.token is not None else os.environ.get("AGENTDATA_EVAL_TOKEN")
     if not 0 <= args.port <= 65535:
         raise UserError(f"--port must be 0..65535, got {args.port}")
-    config = load_config(args.config)
+    config = load_configs(args.config)
     dataset = load_dataset(args.dataset) if args.dataset else None
     servers = _servers(args.docker_server)
     args.sandbox = args.sandbox or ("docker" if servers else "local")
@@ -321,14 +329,14 @@ def run_regrade(args: argparse.Namespace) -> int:
 
 
 def _run_regrade(args: argparse.Namespace) -> int:
-    from agentdata_tui.config import load_config
+    from agentdata_tui.config import load_configs
     from agentdata_tui.dataset import Dataset, load_dataset
     from agentdata_tui.evaluation import make_evaluator, normalize_eval_url
     from agentdata_tui.regrade import ProgressPrinter, RecordedDatasets, datasets_from_metadata, regrade
     from agentdata_tui.sandbox import SandboxContext, make_sandbox, resolve_class
 
     url = normalize_eval_url(args.eval_server)
-    config = load_config(args.config)
+    config = load_configs(args.config)
     all_attempts = getattr(args, "all_attempts", False)
     dataset: Dataset | RecordedDatasets | None
     if args.dataset:
