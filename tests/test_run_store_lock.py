@@ -265,3 +265,28 @@ def test_pid_alive_says_no_to_a_zombie_and_to_the_dead() -> None:
     proc.wait()
     assert not pid_alive(proc.pid) and not pid_alive(None) and not pid_alive(0)
     assert pid_alive(os.getpid())
+
+
+def test_the_refusal_names_a_holder_that_has_not_written_its_pid_yet(tmp_path: Path) -> None:
+    """Between a runner's flock and its pid write, another start must still name it (not
+    'pid unknown', nor the previous holder's pid left in the file)."""
+    run_dir = tmp_path / "x.run"
+    run_dir.mkdir()
+    (run_dir / LOCK).write_text("999999999\n")  # a previous, dead holder's pid
+    holder = subprocess.Popen(
+        [
+            sys.executable, "-c",
+            "import fcntl, os, sys, time\n"
+            f"fd = os.open({str(run_dir / LOCK)!r}, os.O_RDWR)\n"
+            "fcntl.flock(fd, fcntl.LOCK_EX)\nprint('locked', flush=True)\ntime.sleep(0.3)\n"
+            "os.pwrite(fd, f'{os.getpid()}\\n'.ljust(24).encode(), 0)\nsys.stdin.readline()\n",
+        ],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        assert lock_holder(run_dir) == holder.pid
+        with pytest.raises(RunLocked, match=f"pid {holder.pid}"):
+            RunLock(run_dir).acquire()
+    finally:
+        holder.communicate("\n", timeout=30)

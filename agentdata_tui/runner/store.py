@@ -86,15 +86,15 @@ class RunLock:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            pid = _read_pid(fd)
+            pid = _holder_pid(fd)
             os.close(fd)
             raise RunLocked.of(self.dir, pid) from None
         except OSError as exc:
             os.close(fd)
             raise StoreWriteError(self.path, exc) from None
-        try:
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        try:  # one write over the old content (never an empty file in between), then trimmed
+            os.pwrite(fd, f"{os.getpid()}\n".ljust(_PID_BYTES).encode(), 0)
+            os.ftruncate(fd, _PID_BYTES)
         except OSError:
             pass  # the lock is held all the same; only the pid shown to others is missing
         self._fd = fd
@@ -120,12 +120,31 @@ def lock_holder(run_dir: str | os.PathLike[str]) -> int | None:
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
-        return _read_pid(fd)
+        return _holder_pid(fd)
     except OSError:
         return None
     finally:
         os.close(fd)  # closing drops the probe's own shared lock
     return None
+
+
+_PID_BYTES = 24
+PID_WAIT_S = 2.0  # a holder writes its pid right after taking the lock
+
+
+def _holder_pid(fd: int) -> int:
+    """The lock holder's pid, given the moment between its ``flock`` and its write (bounded):
+    until then the file is empty or names the previous, dead holder. 0 when still unknown."""
+    from agentdata_tui.procs import pid_alive
+
+    deadline = time.monotonic() + PID_WAIT_S
+    while True:
+        pid = _read_pid(fd)
+        if pid_alive(pid):
+            return pid
+        if time.monotonic() >= deadline:
+            return 0
+        time.sleep(0.01)
 
 
 def _read_pid(fd: int) -> int:
