@@ -22,6 +22,7 @@ from agentdata_tui.cli.common import (
     positive_int,
     reward_threshold,
 )
+from agentdata_tui.processing import processing_record, with_processing
 
 INPUT_HELP = (
     "input: a training-data JSON file, a run folder (X.run/) or its examples.jsonl, "
@@ -70,25 +71,7 @@ def _tune_gc() -> None:
 
 
 def _processing_record(command: str, args: argparse.Namespace, **fields: Any) -> dict[str, Any]:
-    from agentdata_tui import __version__
-
-    return {
-        "command": command,
-        "input": str(args.input),
-        **fields,
-        "tool_version": __version__,
-        "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
-
-
-def _with_processing(metadata: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
-    """The input's metadata, kept, plus this step appended to its processing history."""
-    from agentdata_tui.processing import scrub_secrets
-
-    out = scrub_secrets(dict(metadata))
-    history = out.get("processing")
-    out["processing"] = [*(history if isinstance(history, list) else []), record]
-    return out
+    return processing_record(command, str(args.input), **fields)
 
 
 def _criteria(args: argparse.Namespace):
@@ -148,7 +131,7 @@ def cmd_filter(args: argparse.Namespace) -> int:
     criteria = _criteria(args)
     src = open_input(args.input, all_attempts=args.all_attempts)
     record = _processing_record("filter_data", args, criteria=criteria.describe())
-    metadata = _with_processing(src.metadata, record)
+    metadata = with_processing(src.metadata, record)
     counted = Counter(src)
     progress = _Progress("filter_data")
     kept = write_filtered(
@@ -252,7 +235,7 @@ def cmd_export_trajectory(args: argparse.Namespace) -> int:
 
     criteria = _criteria(args)
     src = open_input(args.input, all_attempts=args.all_attempts)
-    metadata = _with_processing(
+    metadata = with_processing(
         src.metadata,
         _processing_record("export_trajectory", args, criteria=criteria.describe(), format=args.format),
     )

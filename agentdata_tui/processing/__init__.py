@@ -24,3 +24,28 @@ def scrub_secrets(metadata: Any) -> Any:
     if isinstance(metadata, list):
         return [scrub_secrets(v) for v in metadata]
     return metadata
+
+
+def processing_record(command: str, input: Any, **fields: Any) -> dict[str, Any]:
+    """One processing step (command, input, its criteria and other fields, tool version, time),
+    as the CLI and the TUI both record it in ``metadata.processing``."""
+    from datetime import datetime, timezone
+
+    from agentdata_tui import __version__
+
+    return {
+        "command": command,
+        "input": input,
+        **fields,
+        "tool_version": __version__,
+        "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def with_processing(metadata: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
+    """The input's metadata, kept (less secret-looking keys), plus this step appended to its
+    processing history."""
+    out = scrub_secrets(dict(metadata))
+    history = out.get("processing")
+    out["processing"] = [*(history if isinstance(history, list) else []), record]
+    return out

@@ -12,7 +12,6 @@ where and how is recorded as the CLI records it: ``metadata.processing`` in JSON
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, ProgressBar, RadioButton, RadioSet, Select
 
+from agentdata_tui.processing import with_processing
 from agentdata_tui.tui.index import ExampleIndex, Row, RowFilter
 from agentdata_tui.tui.messages import ExportDone, ExportProgress, PreviewReady
 
@@ -51,26 +51,15 @@ def default_output(source: Path, kind: str) -> str:
 
 def processing_record(index: ExampleIndex, kind: str, flt: RowFilter, **fields: Any) -> dict[str, Any]:
     """This export as a step of the data's processing history (the CLI's record shape)."""
-    from agentdata_tui import __version__
+    from agentdata_tui.processing import processing_record as record
 
     inputs = [str(p) for p in index.paths]
-    return {
-        "command": f"tui export ({kind})",
-        "input": inputs[0] if len(inputs) == 1 else inputs,
-        "criteria": flt.criteria().describe(),
+    return record(
+        f"tui export ({kind})",
+        inputs[0] if len(inputs) == 1 else inputs,
+        criteria=flt.criteria().describe(),
         **fields,
-        "tool_version": __version__,
-        "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
-
-
-def with_processing(metadata: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
-    from agentdata_tui.processing import scrub_secrets
-
-    out = scrub_secrets(dict(metadata))
-    history = out.get("processing")
-    out["processing"] = [*(history if isinstance(history, list) else []), record]
-    return out
+    )
 
 
 def run_export(
