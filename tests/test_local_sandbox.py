@@ -289,3 +289,21 @@ def test_a_containers_shell_startup_file_is_not_sourced_locally(repo: Path, tmp_
         res = sb.execute("echo COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT; echo $PAGER")
         assert res.output == "COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT\ncat\n"
         assert "BASH_ENV" not in sb.template_env() and sb.template_env()["PAGER"] == "cat"
+
+
+def test_put_file_is_readable_inside_private_and_removed(repo: Path) -> None:
+    sb = _sandbox(repo)
+    sb.start()
+    try:
+        path = sb.put_file("agentdata-t.patch", b"payload\n")
+        res = sb.execute(f"cat {path}")
+        assert res.returncode == 0 and res.output == "payload\n"
+        assert sb.diff() == ("", False)  # not part of the repo, so never part of a patch
+        with pytest.raises(SandboxError):
+            sb.put_file("agentdata-t.patch", b"again")  # never overwrites
+        with pytest.raises(ValueError):
+            sb.put_file("../escape", b"x")
+        root = sb.root
+    finally:
+        sb.close()
+    assert root is not None and not root.exists()

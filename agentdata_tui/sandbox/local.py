@@ -286,6 +286,22 @@ class LocalSandbox:
             output=output, returncode=proc.returncode, exec_time_s=elapsed, output_truncated=truncated
         )
 
+    def put_file(self, name: str, data: bytes) -> str:
+        """Write ``data`` to a new file in the sandbox's private folder (removed with the sandbox,
+        never part of the repo) and return its path as the sandbox's commands see it. A plain
+        host-side write: no command runs."""
+        if self._closed or self.root is None:
+            raise SandboxError("the sandbox is closed or was never started")
+        if not name or "/" in name or name.startswith("."):
+            raise ValueError(f"put_file: a plain file name is expected, got {name!r}")
+        path = self.root / name
+        try:
+            with open(path, "xb") as fh:
+                fh.write(data)
+        except OSError as exc:
+            raise SandboxError(f"cannot write {name} into the sandbox: {exc.strerror or exc}") from exc
+        return str(path)  # the root is bound at the same path inside the isolation
+
     # -- diff ----------------------------------------------------------------------
     def _sh(self, script: str, **env: str) -> bytes:
         """Run a bookkeeping script (``sh -c``, git env); its stdout, or SandboxError."""
