@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import io
 import logging
 import math
 import select
 import shlex
 import struct
+import tarfile
 import threading
 import time
 import uuid
@@ -155,6 +157,7 @@ class DockerSandbox:
         self._top: str | None = None  # the git work tree the diff is taken in
         self._closed = False
         self._close_lock = threading.Lock()
+        self._put: set[str] = set()  # names put_file wrote
 
     # -- lifecycle -----------------------------------------------------------------------
     def start(self) -> None:
@@ -230,7 +233,8 @@ class DockerSandbox:
                 raise SandboxError(
                     f"setup_command of {self.instance.instance_id} {why}: {res.output[-500:].strip()}"
                 )
-        self._init_diff_base()
+        if getattr(self.context, "diff_base", True):  # an evaluation's sandbox is never diffed
+            self._init_diff_base()
 
     def _host_options(self) -> dict[str, Any]:
         cfg = self.config
@@ -306,6 +310,31 @@ class DockerSandbox:
             exec_time_s=round(measured if measured is not None else elapsed, 4),
             output_truncated=out.truncated,
         )
+
+    def put_file(self, name: str, data: bytes) -> str:
+        """Write ``data`` to a new file in our private folder in the container (removed with the
+        container, never part of the repo) and return its path there. One Engine API call
+        (put_archive), no exec: no shell, no command line to fit the data in."""
+        if self._closed or self.container_id is None or self._tmp is None or self.server is None:
+            raise SandboxError("the sandbox is closed or was never started")
+        if not name or "/" in name or name.startswith(".") or "\0" in name:
+            raise ValueError(f"put_file: a plain file name is expected, got {name!r}")
+        if name in self._put:
+            raise SandboxError(f"cannot write {name} into the sandbox: it exists")
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = len(data), 0o644, int(time.time())
+            tar.addfile(info, io.BytesIO(data))
+        api = self.server.client(EXEC_TIMEOUT)
+        done = self._call(
+            f"write {name} into the container",
+            lambda: api.put_archive(self.container_id, self._tmp, buf.getvalue()),
+        )
+        if done is False:
+            raise SandboxError(f"docker server {self.server.name}: cannot write {name} into the container")
+        self._put.add(name)
+        return f"{self._tmp.rstrip('/')}/{name}"
 
     def _exec(
         self, argv: list[str], timeout: float, out: _Output, *, workdir: str | None = None
