@@ -156,6 +156,10 @@ class EnvironmentConfig(_Section):
     devices: list[str] = Field(default_factory=list)
     gpus: str | None = None
     pull_policy: Literal["never", "if-missing", "always"] = "if-missing"
+    # The built-in evaluator's fresh sandbox, built while the agent still runs (its copy and
+    # setup_command overlap model time instead of the run's tail). None: local sandboxes yes;
+    # docker, docker_remote and your own classes no (it would double the containers running).
+    prepare_eval_sandbox: bool | None = None
 
     @field_validator("env", mode="before")
     @classmethod
@@ -163,6 +167,12 @@ class EnvironmentConfig(_Section):
         if isinstance(v, dict):
             return {str(k): "" if val is None else str(val) for k, val in v.items()}
         return v
+
+    def prepares_eval_sandbox(self, environment_class: str | None = None) -> bool:
+        """Whether evaluation sandboxes are prepared ahead (``prepare_eval_sandbox``, else by kind)."""
+        if self.prepare_eval_sandbox is not None:
+            return self.prepare_eval_sandbox
+        return (environment_class or self.environment_class) == "local"
 
     def effective_interpreter(self) -> list[str]:
         if self.interpreter:

@@ -6,12 +6,13 @@ the same path through the core.
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 
 from agentdata_tui.config import Config
 from agentdata_tui.dataset import Dataset, Instance
-from agentdata_tui.evaluation import make_evaluator
+from agentdata_tui.evaluation import BuiltinEvaluator, make_evaluator
 from agentdata_tui.interfaces import Evaluator, Sandbox
 from agentdata_tui.runner.spec import SandboxMaker
 from agentdata_tui.sandbox import SandboxContext, make_sandbox, resolve_class
@@ -46,6 +47,8 @@ def sandbox_maker(
         return make_sandbox(inst, config.environment, ctx)
 
     make.takes_diff_base = True  # type: ignore[attr-defined]
+    # The evaluation's fresh sandbox built while the agent runs (environment.prepare_eval_sandbox).
+    make.prepare_eval_sandbox = config.environment.prepares_eval_sandbox(kind)  # type: ignore[attr-defined]
     # Local sandboxes are prepared by this machine's CPUs (a copy, git): with a thousand rollouts
     # starting at once, a few at a time finish the first ones early instead of all of them late.
     # Containers wait on a Docker daemon, not on our CPUs: no bound beyond the workers.
@@ -61,15 +64,19 @@ def evaluator_for(
     token: str | None = None,
     pool_size: int = 4,
 ) -> Evaluator:
-    """``local`` → the built-in evaluator in a fresh sandbox of the run's kind; else the eval server."""
-    counter = {"n": 0}
+    """``local`` → the built-in evaluator in a fresh sandbox of the run's kind (prepared ahead
+    when the maker says so: ``prepare_eval_sandbox``); else the eval server."""
+    counter = itertools.count(1)  # next() is atomic: prepared sandboxes are made from many threads
 
     takes_diff_base = getattr(make, "takes_diff_base", False)
 
     def factory(inst: Instance) -> Sandbox:
-        counter["n"] += 1
+        n = next(counter)
         if takes_diff_base:  # the evaluator never asks an evaluation sandbox for its diff
-            return make(inst, f"eval-{counter['n']:05d}", diff_base=False)
-        return make(inst, f"eval-{counter['n']:05d}")
+            return make(inst, f"eval-{n:05d}", diff_base=False)
+        return make(inst, f"eval-{n:05d}")
 
-    return make_evaluator(eval_server, factory, token=token, pool_size=pool_size)
+    evaluator = make_evaluator(eval_server, factory, token=token, pool_size=pool_size)
+    if isinstance(evaluator, BuiltinEvaluator):
+        evaluator.prepare_ahead = bool(getattr(make, "prepare_eval_sandbox", False))
+    return evaluator

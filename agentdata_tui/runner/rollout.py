@@ -9,6 +9,7 @@ ends it with :class:`RolloutCancelled` (carrying ``model_calls``), never as a re
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -100,6 +101,8 @@ def execute_rollout(
     sandbox: Sandbox | None = None
     routed: dict[str, Any] = {}
     no_diff: str | None = None  # why no patch could be taken (DiffUnavailable)
+    prepared: Any = None  # the evaluation's sandbox, built while the agent runs (evaluator.prepare)
+    ended = False  # the agent part ended without an exception escaping (a record follows)
     if task.regrade is not None:  # only the evaluation failed: grade the recorded patch again
         prev = task.regrade
         messages, steps, exit_status = prev.messages, list(prev.steps), prev.exit_status or "Submitted"
@@ -110,7 +113,13 @@ def execute_rollout(
             raise _Regrade
         inner = parts.make_sandbox(inst, rollout_id)
         tag_run(inner, run_id)
-        sandbox = OverlappedStart(inner, timings, parts.starter)
+        # Not tracked as live: like every evaluation sandbox, an abort drains it through the
+        # sandbox modules' registries (close_all), never waiting here for a start in progress.
+        prepared = _prepare_evaluation(parts.evaluator, inst, run_id, rollout_id)
+        # The evaluation's sandbox is queued once the rollout's own has started: every rollout's
+        # own start goes first on the bounded pool, and a failed one leaves nothing to prepare.
+        then = (lambda: prepared.schedule(parts.starter)) if prepared is not None else None
+        sandbox = OverlappedStart(inner, timings, parts.starter, then=then)
         parts.track(sandbox, True)
         sandbox.start()  # in the background: it overlaps the first model call
         t = time.monotonic()
@@ -138,24 +147,34 @@ def execute_rollout(
                 if error is None:  # the sandbox broke at the very end: that is the story
                     raise
                 # else the agent's own error (e.g. ModelError before any command) stays the story
+        ended = True
     except _Regrade:
-        pass
+        ended = True
     except StoreWriteError:  # a step's event could not be written: the run ends, not the rollout
         raise
     except RolloutCancelled as exc:
         cancelled = exc
     except SandboxError as exc:
         exit_status, error, error_kind = "SandboxError", str(exc), "sandbox"
+        ended = True
     except UserError as exc:  # e.g. a template that does not render: the same for every rollout
         exit_status, error, error_kind = "Error", str(exc), None
+        ended = True
     except Exception as exc:
         exit_status, error, error_kind = "Error", f"{type(exc).__name__}: {exc}", "runner"
         log.error("rollout %s (%s) failed:\n%s", rollout_id, inst.instance_id, traceback.format_exc())
+        ended = True
     finally:
         if sandbox is not None:
             parts.close_later(sandbox)
         routed = end_model_rollout(parts.model, ctx)
+        graded = no_diff is None and exit_status not in ("ModelError", "SandboxError", "Error")
+        if prepared is not None and not (ended and cancelled is None and graded and not parts.aborting()):
+            parts.close_later(prepared)  # no grading follows: the prepared sandbox goes too
+            prepared = None
     if cancelled is not None or parts.aborting():
+        if prepared is not None:
+            parts.close_later(prepared)
         exc = cancelled or RolloutCancelled("aborted")
         exc.model_calls = model_calls  # type: ignore[attr-defined]
         raise exc
@@ -170,7 +189,11 @@ def execute_rollout(
             t = time.monotonic()
             try:
                 res = parts.evaluator.evaluate(
-                    inst.to_dict(), patch, run_id=run_id, sample_index=task.sample_index
+                    inst.to_dict(),
+                    patch,
+                    run_id=run_id,
+                    sample_index=task.sample_index,
+                    **({"prepared": prepared} if prepared is not None else {}),
                 )
                 reward, success, speedup, eval_info = (
                     float(res.reward),
@@ -183,7 +206,13 @@ def execute_rollout(
                 error_kind = "evaluation"
                 eval_info = {"status": "error", "error": str(exc)}
                 log.warning("rollout %s: %s", rollout_id, error)
+            finally:
+                if prepared is not None:  # graded in, or closed by, the evaluation: never left behind
+                    with contextlib.suppress(Exception):
+                        prepared.close()
             timings["eval_s"] = round(time.monotonic() - t, 3)
+            if prepared is not None and prepared.start_s is not None:
+                timings["eval_sandbox_start_s"] = prepared.start_s
         else:
             eval_info = {"status": "not_evaluated", "reason": f"rollout ended with {exit_status}"}
         timings["total_s"] = round(time.monotonic() - t0, 3)
@@ -222,7 +251,6 @@ def execute_rollout(
         )
         return example, token_calls
 
-    graded = no_diff is None and exit_status not in ("ModelError", "SandboxError", "Error")
     if split and graded:  # the caller evaluates it elsewhere, while its worker takes the next task
         return PendingEvaluation(finish)
     return finish()
@@ -252,15 +280,39 @@ class _Regrade(Exception):
     """Internal: this attempt re-grades a recorded patch; the agent does not run."""
 
 
+def _prepare_evaluation(evaluator: Evaluator, inst: Any, run_id: str, rollout_id: str) -> Any:
+    """The evaluator's sandbox for this rollout, made now and started once the rollout's own is
+    (``BuiltinEvaluator.prepare``); None when it prepares none (an eval server, switched off)."""
+    prepare = getattr(evaluator, "prepare", None)
+    if not callable(prepare):
+        return None
+    try:
+        return prepare(inst, run_id=run_id)
+    except Exception:  # an optimisation only: the evaluation then builds its own, as ever
+        log.warning(
+            "rollout %s: preparing its evaluation sandbox failed:\n%s", rollout_id, traceback.format_exc()
+        )
+        return None
+
+
 class OverlappedStart:
     """A sandbox whose ``start`` runs in the background, so preparing it (a copy and git, or a
     container) overlaps the first model call, which needs no sandbox. The first ``execute`` or
-    ``diff`` waits for it and raises what the start raised."""
+    ``diff`` waits for it and raises what the start raised. ``then`` runs after a successful
+    start, on the same pooled thread (queueing the evaluation's sandbox)."""
 
-    def __init__(self, inner: Sandbox, timings: dict[str, float], pool: ThreadPoolExecutor) -> None:
+    def __init__(
+        self,
+        inner: Sandbox,
+        timings: dict[str, float],
+        pool: ThreadPoolExecutor,
+        *,
+        then: Callable[[], None] | None = None,
+    ) -> None:
         self.inner = inner
         self._timings = timings
         self._pool = pool
+        self._then = then
         self._done = threading.Event()
         self._error: BaseException | None = None
 
@@ -280,6 +332,11 @@ class OverlappedStart:
             self._error = exc
         finally:
             self._timings["sandbox_start_s"] = round(time.monotonic() - t, 3)
+            if self._error is None and self._then is not None:
+                try:
+                    self._then()
+                except Exception:  # an optimisation only
+                    log.warning("after a sandbox start:\n%s", traceback.format_exc())
             self._done.set()
 
     def _ready(self) -> None:
