@@ -20,7 +20,7 @@ import pytest
 from servers.model_server import ModelServer, ScriptedResponder
 from test_runner import SUBMIT, make_runner, scripts_for, write_dataset
 
-from agentdata_tui.config import EnvironmentConfig, load_config
+from agentdata_tui.config import EnvironmentConfig, load_config, load_configs
 from agentdata_tui.dataset import Instance, load_dataset
 from agentdata_tui.evaluation import BuiltinEvaluator
 from agentdata_tui.evaluation import builtin as builtin_mod
@@ -243,6 +243,18 @@ def test_prepare_is_off_by_switch_and_for_instances_without_eval(tmp_path: Path)
     on = BuiltinEvaluator(factory, prepare_ahead=True)
     assert on.prepare(Instance(instance_id="x", problem_statement="p")) is None
     assert made == []
+
+
+def test_the_config_switch_reaches_the_evaluator(tmp_path: Path) -> None:
+    ds = load_dataset(write_dataset(tmp_path, 1))
+    default = evaluator_for("local", sandbox_maker(ds, load_config()))
+    off = evaluator_for("local", sandbox_maker(ds, load_configs(["environment.prepare_eval_sandbox=false"])))
+    assert (default.prepare_ahead, off.prepare_ahead) == (True, False)
+    assert off.prepare(ds.instances[0]) is None
+    docker = load_configs(["environment.environment_class=docker"]).environment
+    assert not docker.prepares_eval_sandbox() and EnvironmentConfig(
+        prepare_eval_sandbox=True
+    ).prepares_eval_sandbox("docker")
 
 
 def test_closing_a_queued_or_starting_prepared_sandbox_leaves_nothing(tmp_path: Path, monkeypatch) -> None:

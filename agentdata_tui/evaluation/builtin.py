@@ -1,8 +1,8 @@
 """The built-in evaluator (DESIGN §4): grade a patch in a fresh sandbox by the instance's ``eval``.
 
-It only talks to the sandbox through ``execute``, so the same code grades patches in a local
-copy or in a Docker container: the caller passes a factory that builds a fresh sandbox of the
-kind the rollout used. The reward rule is the contract users train on, written out once here:
+It only talks to the sandbox through ``execute`` (and ``put_file`` where a sandbox offers it),
+so the same code grades patches in a local copy, in a Docker container or in a user's sandbox:
+the caller passes a factory that builds a fresh sandbox of the kind the rollout used. The reward rule is the contract users train on, written out once here:
 
 - ``patch_failed`` / ``tests_failed`` / ``timeout`` → reward 0, success false;
 - ``correct`` without a benchmark → reward 1, success true;
@@ -228,7 +228,9 @@ class BuiltinEvaluator:
             f'{{ {_apply_cmd(patch_file)}; }} 2>&1; rc=$?; printf \'\\n%s:%s\\n\' {token} "$rc"; exit "$rc"; '
             f"fi; printf '\\n%s:unchecked\\n' {token}"
         )
-        res = self._run(sb, script, timeout)
+        res = sb.execute(script, timeout=timeout)
+        if res.timed_out:  # named as the separate numstat command's timeout is
+            raise EvalTimeout(_numstat_cmd(patch_file))
         body, mark, tail = res.output.rpartition(f"\n{token}:")
         answer = tail.strip()
         if not mark or answer == "unchecked":

@@ -109,3 +109,29 @@ def test_grading_with_put_file_matches_the_command_path_in_fewer_execs(docker_ap
     assert results["put", "git"][1] == 2  # the one-command check and apply, the tests
     assert results["put", "plain"][1] == 3  # a plain diff: numstat, apply, tests
     assert containers_with(docker_api, run_id=RUN) == []
+
+
+def test_a_prepared_container_is_graded_in_and_removed(docker_api, docker_tcp) -> None:
+    """prepare_eval_sandbox: true on docker — the container is built ahead and is the one graded in."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    cfg = EnvironmentConfig(environment_class="docker_remote", timeout=60, prepare_eval_sandbox=True)
+    made: list[dsb.DockerSandbox] = []
+
+    def factory(inst: Instance):
+        made.append(dsb.DockerSandbox(inst, cfg, _ctx(docker_tcp, "prepared")))
+        return made[-1]
+
+    ev = BuiltinEvaluator(factory, prepare_ahead=cfg.prepares_eval_sandbox())
+    handle = ev.prepare(_pager())
+    assert handle is not None
+    with ThreadPoolExecutor(1) as pool:
+        handle.schedule(pool)
+    assert (
+        handle.state == "ready" and len(containers_with(docker_api, run_id=RUN, rollout_id="prepared")) == 1
+    )
+    res = ev.evaluate(_pager().to_dict(), GIT_FIX, run_id=RUN, prepared=handle)
+    assert res.info["status"] == "correct" and res.reward == 1.0
+    assert made == [handle.sandbox]
+    assert containers_with(docker_api, run_id=RUN, rollout_id="prepared") == []
+    assert not EnvironmentConfig(environment_class="docker").prepares_eval_sandbox(), "docker: off by default"
