@@ -47,7 +47,15 @@ def _cmd(command: str) -> str:
     return f"THOUGHT: let me look.\n\n```bash\n{command}\n```"
 
 
-def test_the_adversary_finds_no_secret_and_cannot_write_outside(tmp_path: Path) -> None:
+@pytest.fixture(params=["launcher", "bwrap-per-command"])
+def launch_mode(request, monkeypatch) -> str:
+    """Both ways the local sandbox starts a command: in its one namespace, by the launcher (the
+    default), and each under a bubblewrap of its own (where the sandbox has no Python)."""
+    monkeypatch.setenv("AGENTDATA_LAUNCHER", "1" if request.param == "launcher" else "0")
+    return request.param
+
+
+def test_the_adversary_finds_no_secret_and_cannot_write_outside(tmp_path: Path, launch_mode: str) -> None:
     home = tmp_path / "caller-home"
     home.mkdir()
     (home / ".bashrc").write_text("# the caller's shell\n")
@@ -136,13 +144,27 @@ def test_the_adversary_finds_no_secret_and_cannot_write_outside(tmp_path: Path) 
     assert ex["exit_status"] == "Submitted" and ex["evaluation_info"]["status"] == "no_patch"
 
 
-def test_isolated_commands_see_only_their_own_processes(tmp_path: Path) -> None:
+def test_isolated_commands_see_only_their_own_processes(tmp_path: Path, launch_mode: str) -> None:
     inst = Instance(instance_id="iso", problem_statement="p")
     with LocalSandbox(inst, EnvironmentConfig(), context=SandboxContext()) as sb:
         assert sb.isolated
-        res = sb.execute("ls /proc | grep -c '^[0-9]'; cat /proc/1/cmdline | tr '\\0' ' '; id -u; pwd")
-        count, init, *_ = res.output.splitlines()
-        assert int(count) <= 4 and "bwrap" in init  # bwrap's init, bash, ls, grep
+        assert (sb._launcher is not None) == (launch_mode == "launcher")
+        res = sb.execute(
+            "for p in /proc/[0-9]*; do tr '\\0\\n' '  ' < $p/cmdline | cut -c1-40; echo; done | grep . | sort"
+        )
+        seen = res.output.splitlines()
+        # the namespace's init (bwrap's, or the launcher), this bash, its tr/cut/grep/sort: nothing else
+        allowed = ("bwrap ", "/usr/bin/bwrap ", "bash -c ", "tr ", "cut ", "grep ", "sort")
+
+        def launcher(line: str) -> bool:
+            return launch_mode == "launcher" and line.split()[0].endswith("python3") and " -I -S -c " in line
+
+        assert seen and all(line.startswith(allowed) or launcher(line) for line in seen), seen
+        assert sum(map(launcher, seen)) == (1 if launch_mode == "launcher" else 0)
+        assert sum("bwrap " in line for line in seen) == (0 if launch_mode == "launcher" else 1)
+        # Its files: only the standard three (never the launcher's socket, nor another pipe).
+        fds = sb.execute("ls /proc/$$/fd; true").output.split()  # "; true": bash stays itself
+        assert sorted(fds) == ["0", "1", "2"]
         assert sb.execute("cat /proc/self/status | grep CapEff").output.split()[-1] == "0" * 16
         # Our own git bookkeeping runs inside too: `git add` runs a repo's core.fsmonitor command,
         # which an agent can set; outside the sandbox it would write this host file.
@@ -207,7 +229,7 @@ def _host_pids_with(arg: str) -> list[int]:
     return pids
 
 
-def test_a_runner_killed_with_sigkill_leaves_no_sandboxed_process(tmp_path: Path) -> None:
+def test_a_runner_killed_with_sigkill_leaves_no_sandboxed_process(tmp_path: Path, launch_mode: str) -> None:
     """Nothing a command started (backgrounded included) outlives a runner killed with SIGKILL."""
     child = (
         "from agentdata_tui.config import EnvironmentConfig\n"

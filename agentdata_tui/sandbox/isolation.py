@@ -84,9 +84,13 @@ def rlimit_prefix(config: EnvironmentConfig) -> list[str]:
     return [prlimit, *limits, "--"]
 
 
-def bwrap_prefix(bwrap: str, root: Path, tmp: Path, cwd: Path) -> list[str]:
-    """The bubblewrap command line that runs a command inside the sandbox rooted at ``root``."""
-    argv = [bwrap, "--die-with-parent", "--unshare-pid", "--new-session"]
+def bwrap_prefix(bwrap: str, root: Path, tmp: Path, cwd: Path, *, die_with_parent: bool = True) -> list[str]:
+    """The bubblewrap command line that runs a command inside the sandbox rooted at ``root``.
+
+    ``die_with_parent=False`` for the sandbox's long-lived namespace (``launcher.py``): the kernel
+    takes "parent" to mean the *thread* that started it, and a pooled thread may end while the
+    sandbox lives on; that namespace ends when the runner's end of its socket closes instead."""
+    argv = [bwrap, *(["--die-with-parent"] if die_with_parent else []), "--unshare-pid", "--new-session"]
     if os.geteuid() == 0:
         argv += ["--cap-drop", "ALL"]
     for name in SYSTEM_DIRS:

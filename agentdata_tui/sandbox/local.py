@@ -18,12 +18,15 @@ Why it looks like this (DESIGN §4, §6):
   bookkeeping once the copy exists (a repo's ``.git/config`` or ``.gitattributes`` can name
   commands git runs) — runs isolated (``isolation.py``): its own PID namespace and ``/proc``, no
   capabilities, the system read-only, only the copy, its home and its ``/tmp`` writable,
-  rlimits from the config. ``isolated`` says whether it did.
+  rlimits from the config. ``isolated`` says whether it did. The sandbox keeps one such
+  namespace for its life, and a small launcher inside it starts each command (``launcher.py``):
+  a fork and exec instead of a namespace per command, with nothing of a command outliving it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import selectors
 import shutil
@@ -41,6 +44,9 @@ from agentdata_tui.dataset import Instance
 from agentdata_tui.errors import UserError
 from agentdata_tui.interfaces import DiffUnavailable, ExecResult, SandboxError
 from agentdata_tui.sandbox.isolation import bwrap_path, bwrap_prefix, rlimit_prefix, visible_inside
+from agentdata_tui.sandbox.launcher import Launched, Launcher, LauncherUnavailable, launcher_enabled
+
+log = logging.getLogger("agentdata_tui.sandbox")
 
 PREFIX = "agentdata-sbx-"
 DIFF_LIMIT = 1_000_000  # bytes of patch kept; larger diffs are cut and flagged
@@ -106,6 +112,8 @@ class LocalSandbox:
         self._closed = False
         self._wrap: list[str] = []  # bubblewrap's command line (empty: not isolated)
         self._limits: list[str] = []  # prlimit's, for the commands (not our bookkeeping)
+        self._launcher: Launcher | None = None  # the sandbox's one namespace (launcher.py)
+        self._launcher_spec: tuple[list[str], str, dict[str, str]] | None = None
         self.isolated = False
 
     # -- lifecycle -----------------------------------------------------------------
@@ -150,10 +158,11 @@ class LocalSandbox:
             + ' && printf "%s" "$EXCLUDES" > "$ROOT/diff-excludes" && cd "$ROOT/repo"'
             # A .git *file* points into another repository (a worktree, a submodule): never write there.
             + " && { [ ! -f .git ] || rm -f .git; } && { [ -d .git ] || git init -q --template=; }"
-            + ' && git init -q --bare --template= "$ROOT/base.git"'
         )
         snapshot_now = not self.instance.setup_command
         want_base = getattr(self.context, "diff_base", True)
+        if want_base:  # an evaluation's sandbox never takes a diff: no git directory of ours
+            script += ' && git init -q --bare --template= "$ROOT/base.git"'
         if snapshot_now and want_base:
             script += " && " + _SNAPSHOT
         src = str(self.repo_src.resolve()) if self.repo_src is not None else ""
@@ -217,12 +226,52 @@ class LocalSandbox:
         if bwrap:
             self._wrap = bwrap_prefix(bwrap, self.root, self.root / "tmp", self.cwd)
             self.isolated = True
+            python = shutil.which("python3", path=self._env["PATH"]) if launcher_enabled() else None
+            if python and visible_inside(Path(python), self.root):
+                held = bwrap_prefix(bwrap, self.root, self.root / "tmp", self.cwd, die_with_parent=False)
+                env = {"PATH": self._env["PATH"], "LANG": "C.UTF-8"}
+                self._launcher_spec = (held, python, env)
+                self._launcher = self._new_launcher()
+
+    def _new_launcher(self) -> Launcher | None:
+        """The sandbox's namespace with its launcher; None: commands each get their own bubblewrap."""
+        if self._launcher_spec is None or self._closed:
+            return None
+        try:
+            return Launcher.start(*self._launcher_spec)
+        except LauncherUnavailable as exc:
+            log.info("local sandbox of %s: one bubblewrap per command (%s)", self.instance.instance_id, exc)
+            self._launcher_spec = None
+            return None
+
+    def _launch(
+        self, argv: list[str], env: dict[str, str], *, separate_stderr: bool = False
+    ) -> Launched | None:
+        """Start a command in the sandbox's namespace (a new one if a command killed the last);
+        None when there is none (the caller runs it under its own bubblewrap)."""
+        for _ in range(2):
+            launcher = self._launcher
+            if launcher is None or self.cwd is None:
+                return None
+            if launcher.dead:
+                self._launcher = launcher = self._new_launcher()
+                if launcher is None:
+                    return None
+            try:
+                return launcher.spawn(argv, env, str(self.cwd), separate_stderr=separate_stderr)
+            except LauncherUnavailable:
+                continue  # it died between two commands: once more with a new one
+            except OSError as exc:
+                raise SandboxError(str(exc)) from exc
+        raise SandboxError(f"the local sandbox of {self.instance.instance_id} keeps losing its namespace")
 
     def close(self) -> None:
         """Kill whatever the commands left running, then remove the folder. Idempotent."""
         self._closed = True
         with _LIVE_LOCK:
             _LIVE.discard(self)
+        if self._launcher is not None:  # its namespace, and every process in it
+            self._launcher.close()
         for pgid in list(self._pgids):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pgid, signal.SIGKILL)
@@ -252,32 +301,33 @@ class LocalSandbox:
         if self._closed or self.cwd is None:
             raise SandboxError("the sandbox is closed or was never started")
         timeout = self.config.timeout if timeout is None else timeout
-        argv = [*self._wrap, *self._limits, *self.config.effective_interpreter(), command]
+        core = [*self._limits, *self.config.effective_interpreter(), command]
         t0 = time.monotonic()
-        try:
-            proc = subprocess.Popen(
-                argv,
-                cwd=self.cwd,
-                env=self._env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group (and session): a timeout kills them all
-                close_fds=True,
-            )
-        except OSError as exc:
-            raise SandboxError(f"cannot run {argv[0]!r}: {exc.strerror or exc}") from exc
-        self._pgids.add(proc.pid)
+        proc: subprocess.Popen[bytes] | Launched | None = self._launch(core, self._env)
+        if proc is None:
+            argv = [*self._wrap, *core]
+            try:
+                proc = subprocess.Popen(
+                    argv,
+                    cwd=self.cwd,
+                    env=self._env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,  # its own process group (and session): a timeout kills them all
+                    close_fds=True,
+                )
+            except OSError as exc:
+                raise SandboxError(f"cannot run {argv[0]!r}: {exc.strerror or exc}") from exc
+            self._pgids.add(proc.pid)
         try:
             output, truncated, timed_out = _collect(proc, t0 + timeout)
         finally:
             if proc.returncode is None:
-                _kill_group(proc.pid)
+                _kill(proc)
                 proc.wait()
-        if timed_out:
+        if isinstance(proc, subprocess.Popen) and (timed_out or not _group_alive(proc.pid)):
             # The group is gone; nothing of it needs killing at close().
-            self._pgids.discard(proc.pid)
-        elif not _group_alive(proc.pid):
             self._pgids.discard(proc.pid)
         elapsed = round(time.monotonic() - t0, 4)
         if timed_out:
@@ -305,21 +355,26 @@ class LocalSandbox:
     # -- diff ----------------------------------------------------------------------
     def _sh(self, script: str, **env: str) -> bytes:
         """Run a bookkeeping script (``sh -c``, git env); its stdout, or SandboxError."""
+        argv = [
+            "sh",
+            "-c",
+            'g() { GIT_DIR="$ROOT/base.git" GIT_WORK_TREE="$ROOT/repo" '
+            'git -c "core.excludesFile=$ROOT/diff-excludes" -c core.quotepath=off -c core.bare=false "$@"; }; '
+            + script,
+        ]
+        full_env = {**self._git_env, **env}
         try:
-            res = subprocess.run(
-                [
-                    *self._wrap,
-                    "sh",
-                    "-c",
-                    'g() { GIT_DIR="$ROOT/base.git" GIT_WORK_TREE="$ROOT/repo" '
-                    'git -c "core.excludesFile=$ROOT/diff-excludes" -c core.quotepath=off -c core.bare=false "$@"; }; '
-                    + script,
-                ],
-                env={**self._git_env, **env},
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                timeout=600,
-            )
+            launched = self._launch(argv, full_env, separate_stderr=True)
+            if launched is not None:
+                res = _communicate(launched, 600)
+            else:
+                res = subprocess.run(
+                    [*self._wrap, *argv],
+                    env=full_env,
+                    stdin=subprocess.DEVNULL,
+                    capture_output=True,
+                    timeout=600,
+                )
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise SandboxError(f"local sandbox of {self.instance.instance_id}: {exc}") from exc
         if res.returncode != 0:
@@ -434,7 +489,7 @@ def cut_patch(patch: str, limit: int = DIFF_LIMIT) -> tuple[str, bool]:
     return head.decode("utf-8", "ignore"), True
 
 
-def _collect(proc: subprocess.Popen[bytes], deadline: float) -> tuple[str, bool, bool]:
+def _collect(proc: subprocess.Popen[bytes] | Launched, deadline: float) -> tuple[str, bool, bool]:
     """Read merged stdout/stderr until EOF and exit, or until the deadline (→ kill the group).
 
     Memory stays bounded whatever the command prints: the head and the tail are kept.
@@ -479,7 +534,7 @@ def _collect(proc: subprocess.Popen[bytes], deadline: float) -> tuple[str, bool,
     finally:
         sel.close()
     if timed_out:
-        _kill_group(proc.pid)
+        _kill(proc)
         proc.wait()
     proc.stdout.close()
     body = bytes(head)
@@ -491,6 +546,48 @@ def _collect(proc: subprocess.Popen[bytes], deadline: float) -> tuple[str, bool,
         body += f"\n[... {dropped} bytes of output dropped ...]\n".encode()
     body += rest
     return body.decode("utf-8", "replace"), dropped > 0, timed_out
+
+
+def _communicate(proc: Launched, timeout: float) -> subprocess.CompletedProcess[bytes]:
+    """Both outputs of a launched bookkeeping script, whole (git's own, bounded by the repo)."""
+    assert proc.stdout is not None and proc.stderr is not None
+    deadline = time.monotonic() + timeout
+    bufs: dict[int, list[bytes]] = {proc.stdout.fileno(): [], proc.stderr.fileno(): []}
+    sel = selectors.DefaultSelector()
+    for fd in bufs:
+        sel.register(fd, selectors.EVENT_READ)
+    try:
+        while sel.get_map():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                _kill(proc)
+                raise subprocess.TimeoutExpired("sh", timeout)
+            for key, _ in sel.select(remaining):
+                chunk = os.read(key.fd, 65536)
+                if chunk:
+                    bufs[key.fd].append(chunk)
+                else:
+                    sel.unregister(key.fd)
+        proc.wait(max(deadline - time.monotonic(), 0.001))
+    except subprocess.TimeoutExpired:
+        if proc.returncode is None:
+            _kill(proc)
+        raise
+    finally:
+        sel.close()
+        proc.stdout.close()
+        proc.stderr.close()
+    out, err = (b"".join(bufs[fd]) for fd in bufs)
+    return subprocess.CompletedProcess(
+        ["sh"], proc.returncode if proc.returncode is not None else -9, out, err
+    )
+
+
+def _kill(proc: subprocess.Popen[bytes] | Launched) -> None:
+    if isinstance(proc, Launched):
+        proc.kill_group()
+    else:
+        _kill_group(proc.pid)
 
 
 def _kill_group(pgid: int) -> None:

@@ -30,6 +30,7 @@ Not collected by pytest (bench_*.py).
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
 import resource
@@ -70,6 +71,44 @@ SERVER_CODE = textwrap.dedent(
     server.stop()
     """
 )
+
+
+class CpuMeter:
+    """CPU of everything this benchmark starts (runner, model server, sandboxes and what runs in
+    them, reaped or not) from a cgroup of its own, where the machine lets us make one (root):
+    a load-independent figure, unlike the wall-clock ratio on a shared machine. None otherwise."""
+
+    def __init__(self) -> None:
+        self.read = None
+        for base, name, reader in (
+            ("/sys/fs/cgroup/cpuacct", "cpuacct.usage", lambda t: int(t) / 1e9),
+            ("/sys/fs/cgroup", "cpu.stat", lambda t: int(t.split()[1]) / 1e6),
+        ):
+            folder = Path(base) / f"bench-rollouts-{os.getpid()}"
+            try:
+                folder.mkdir(exist_ok=True)
+                (folder / "cgroup.procs").write_text(str(os.getpid()))
+                path = folder / name
+                path.read_text()
+            except OSError:
+                continue
+            self.read = lambda path=path, reader=reader: reader(path.read_text())
+            atexit.register(self._remove, folder)
+            return
+
+    @staticmethod
+    def _remove(folder: Path) -> None:
+        try:
+            (folder.parent / "cgroup.procs").write_text(str(os.getpid()))
+            folder.rmdir()  # refused while a straggler still runs in it: left for the reboot
+        except OSError:
+            pass
+
+    def seconds(self) -> float | None:
+        return self.read() if self.read else None
+
+
+CPU = CpuMeter()
 
 
 def start_server(latency: float) -> tuple[subprocess.Popen[str], str]:
@@ -141,10 +180,12 @@ def run_setting(
             executor=ex,
         )
         t_self0 = os.times()
+        cpu0 = CPU.seconds()
         wall0 = time.monotonic()
         outcome = runner.run()
         wall = time.monotonic() - wall0
         t_self1 = os.times()
+        cpu1 = CPU.seconds()
         model.close()
     finally:
         assert server.stdin is not None
@@ -159,6 +200,7 @@ def run_setting(
     children = (t_self1.children_user - t_self0.children_user) + (
         t_self1.children_system - t_self0.children_system
     )
+    machine = (cpu1 - cpu0) if cpu0 is not None and cpu1 is not None else float("nan")
     ideal = workers / (STEPS * latency)
     achieved = outcome.counts["finished"] / wall
     if keep is None:
@@ -181,6 +223,8 @@ def run_setting(
         "ideal_rollout_s": STEPS * latency,
         "load_avg": os.getloadavg()[0],
         "peak_rss_mb": peak_rss_mb,
+        "machine_cpu_ms_per_rollout": machine / max(outcome.counts["finished"], 1) * 1000,
+        "machine_cpu_share": machine / (wall * (os.cpu_count() or 1)),
         "final_write_s": final_write,
         "executor": executor,
         **timings,
@@ -260,6 +304,9 @@ def main() -> int:
             f"    runner CPU {r['runner_cpu_ms_per_step']:.2f} ms/step (user {r['runner_user_ms_per_step']:.2f}, "
             f"system {r['runner_sys_ms_per_step']:.2f}; target <= {TARGET_CPU_MS:g}) "
             f"{'OK' if cpu_ok else 'MISSED'}; children CPU {r['children_cpu_ms_per_step']:.2f} ms/step\n"
+            f"    all CPU of the run (runner, model server, sandboxes; its own cgroup) "
+            f"{r['machine_cpu_ms_per_rollout']:.0f} ms per rollout, "
+            f"{r['machine_cpu_share'] * 100:.0f}% of the machine's cores over the run\n"
             f"    one rollout takes {r['mean_rollout_s']:.2f}s on average vs {r['ideal_rollout_s']:g}s of model "
             f"latency ({r['ideal_rollout_s'] / r['mean_rollout_s'] * 100:.1f}%); machine load average "
             f"{r['load_avg']:.1f} at the end\n"
