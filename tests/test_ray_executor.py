@@ -2,7 +2,8 @@
 
 Real Ray processes (``ray.cluster_utils.Cluster``), real HTTP to a loopback model server, the
 local sandbox on each node. A worker node is removed mid-run: every (instance, sample) pair is
-still recorded exactly once, and the rollouts that were on that node ran again elsewhere.
+still recorded exactly once, and the rollouts that were on that node ran again elsewhere. Ray examples carry the thread executor's
+per-example metadata, so ``regrade`` reads their dataset.
 Skipped without Ray locally; with CI=true Ray must be there (``.ci/ray-setup.sh`` installs it).
 """
 
@@ -32,6 +33,9 @@ from test_runner import scripts_for, write_dataset  # noqa: E402
 from agentdata_tui.config import load_config  # noqa: E402
 from agentdata_tui.dataset import load_dataset  # noqa: E402
 from agentdata_tui.events import EventTail  # noqa: E402
+from agentdata_tui.model.pool import build_model  # noqa: E402
+from agentdata_tui.reader import open_input  # noqa: E402
+from agentdata_tui.regrade import datasets_from_metadata, regrade  # noqa: E402
 from agentdata_tui.runner import Runner, RunSpec  # noqa: E402
 from agentdata_tui.runner.components import evaluator_for, sandbox_maker  # noqa: E402
 from agentdata_tui.runner.ray_executor import PartsRecipe, RayExecutor  # noqa: E402
@@ -116,6 +120,53 @@ def test_rollouts_run_on_every_node_and_are_recorded_by_the_driver(cluster, tmp_
     assert (
         "sk-ray-test-key" not in (run_dir / "events.jsonl").read_text() + (run_dir / "run.json").read_text()
     )
+
+
+def test_ray_examples_carry_the_thread_executors_metadata_and_regrade(cluster, tmp_path: Path) -> None:
+    """Reproduced before the fix: Ray examples lacked dataset_file/dataset_sha256, so
+    ``regrade`` found no dataset for them (datasets_from_metadata → None)."""
+    n = 3
+    ds = load_dataset(write_dataset(tmp_path / "data", n))
+    config = load_config()
+    thread_out, ray_out = tmp_path / "thread.json", tmp_path / "ray.json"
+    with ModelServer(ScriptedResponder(scripts_for(n))) as server:
+        make = sandbox_maker(ds, config)
+        model = build_model([server.base_url], "sk-ray-test-key", "test-model", config.model, pool_size=2)
+        spec = RunSpec(
+            dataset=ds,
+            instances=ds.instances,
+            config=config,
+            output=thread_out,
+            workers=2,
+            metadata={"model_name": "test-model"},
+            secrets=["sk-ray-test-key"],
+        )
+        try:
+            thread = Runner(
+                spec, model=model, evaluator=evaluator_for("local", make), make_sandbox=make
+            ).run()
+        finally:
+            model.close()
+        on_ray = make_ray_runner(server, ds, ray_out, workers=2).run()
+    assert thread.written == on_ray.written == n and on_ray.counts["successful"] == n
+    by_thread = {e.instance_id: e for e in open_input(thread_out)}
+    by_ray = {e.instance_id: e for e in open_input(ray_out)}
+    ray_only = {"node", "host"}  # where it ran; every other key is the thread executor's
+    for iid, ex in by_ray.items():
+        t_meta, r_meta = by_thread[iid].metadata, ex.metadata
+        assert set(r_meta) - ray_only == set(t_meta), set(r_meta) ^ set(t_meta)
+        assert r_meta["node"] and r_meta["host"]
+        assert r_meta["dataset_file"] == t_meta["dataset_file"] == str(ds.path)
+        assert r_meta["dataset_sha256"] == t_meta["dataset_sha256"] == ds.sha256
+    # The run's own metadata names no dataset here: regrade finds it through each example's.
+    assert "dataset_file" not in json.loads(ray_out.read_text())["metadata"]
+    found = datasets_from_metadata(ray_out)
+    assert found is not None and set(found.by_sha) == {ds.sha256}
+    regraded = tmp_path / "regraded.json"
+    stats = regrade(ray_out, regraded, evaluator_for("local", sandbox_maker(ds, config)), found, workers=2)
+    assert stats.total == n and stats.failed == 0 and stats.changed == 0
+    after = json.loads(regraded.read_text())["examples"]
+    assert all(e["reward"] == 1.0 and e["evaluation_info"]["status"] == "correct" for e in after)
 
 
 def test_node_removed_mid_run_every_pair_recorded_exactly_once(cluster, tmp_path: Path) -> None:

@@ -5,7 +5,8 @@
 - **The driver (this process) stays the only writer** of the run store and the event log: the
   rollouts run in **one threaded actor per node** (its concurrency = that node's share of the
   workers), calling :func:`~agentdata_tui.runner.rollout.execute_rollout` — the same function
-  as the thread executor — and return the example; the driver records it.
+  as the thread executor, with the same per-example metadata (``dataset_file``,
+  ``dataset_sha256``; plus ``node`` and ``host``) — and return the example; the driver records it.
 - Results stream back with ``ray.wait``; a rollout's steps come back every ~0.5 s
   (``drain``) and with its result, so the dashboard follows rollouts on every node.
 - Ray's own retries are off (``max_restarts=0``, ``max_task_retries=0``): when an actor or its
@@ -120,9 +121,14 @@ class PartsRecipe:
 
 
 class RolloutActor:
-    """Runs rollouts on one node, in threads (a threaded actor); writes nothing."""
+    """Runs rollouts on one node, in threads (a threaded actor); writes nothing.
 
-    def __init__(self, recipe: PartsRecipe, run_id: str, workers: int) -> None:
+    ``metadata``: what the driver adds to every example (the thread executor's
+    ``extra_metadata``: the dataset's file and hash); ``node`` and ``host`` are added here."""
+
+    def __init__(
+        self, recipe: PartsRecipe, run_id: str, workers: int, metadata: dict[str, Any] | None = None
+    ) -> None:
         import socket
 
         self.run_id = run_id
@@ -132,6 +138,7 @@ class RolloutActor:
         self._lock = threading.Lock()
         self.host = socket.gethostname()
         self.node_id = import_ray().get_runtime_context().get_node_id()
+        self.metadata = {**(metadata or {}), "node": self.node_id[:12], "host": self.host}
 
     def where(self) -> dict[str, Any]:
         import os
@@ -156,7 +163,7 @@ class RolloutActor:
                 on_step=on_step,
                 should_stop=lambda: self.control.cancelled(rollout_id) or self.control._stopped,
                 model=self.control.gate(self.parts.model, rollout_id),
-                extra_metadata={"node": self.node_id[:12], "host": self.host},
+                extra_metadata=self.metadata,
             )
             out: dict[str, Any] = {"example": example, "tokens": tokens}
         except RolloutCancelled as exc:
@@ -277,7 +284,7 @@ class RayExecutor:
                 max_restarts=0,  # Ray's own retries are off: a lost rollout is re-queued here, once
                 max_task_retries=0,
                 scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node_id, soft=False),
-            ).remote(self.recipe, runner.run_id, workers)
+            ).remote(self.recipe, runner.run_id, workers, runner._dataset_meta)
             self.nodes[node_id] = _Node(node_id, handle, host=alive[node_id].get("NodeManagerHostname", ""))
             log.info("ray: an actor on node %s", node_id[:12])
             if self._paused_sent:
