@@ -1,9 +1,12 @@
 """The Ray executor (issue 13 §4) on one machine: a head and two worker nodes on 127.0.0.1.
 
-Real Ray processes (``ray.cluster_utils.Cluster``), real HTTP to a loopback model server, the
-local sandbox on each node. A worker node is removed mid-run: every (instance, sample) pair is
-still recorded exactly once, and the rollouts that were on that node ran again elsewhere. Ray examples carry the thread executor's
-per-example metadata, so ``regrade`` reads their dataset.
+Real Ray processes (``ray.cluster_utils.Cluster``), real HTTP to a loopback model server (and
+to a loopback eval server that holds its answers until a test lets them go), the local sandbox
+on each node. A worker node is removed mid-run, once while its agents run and once while its
+patches are graded: every (instance, sample) pair is still recorded exactly once, and the
+rollouts that were on that node (agents running and patches being graded) ran again elsewhere. Ray examples carry the thread executor's
+per-example metadata (so ``regrade`` reads their dataset), and a node's slot takes its next
+rollout while the last patch is graded.
 Skipped without Ray locally; with CI=true Ray must be there (``.ci/ray-setup.sh`` installs it).
 """
 
@@ -11,7 +14,9 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +74,69 @@ def wait_until(pred, timeout: float = 120.0, what: str = "condition") -> None:
         time.sleep(0.05)
 
 
-def make_ray_runner(server, ds, out: Path, workers: int, **kw: Any) -> Runner:
+class HeldEvalServer:
+    """A loopback eval server: each ``POST /evaluate`` is noted at once and answered (reward 1)
+    only when ``release`` is set — evaluations held for as long as a test wants."""
+
+    def __init__(self) -> None:
+        self.arrived: list[str] = []  # instance ids, in arrival order
+        self.release = threading.Event()
+        self._cv = threading.Condition()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *a: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+                with outer._cv:
+                    outer.arrived.append(body["instance_id"])
+                    outer._cv.notify_all()
+                outer.release.wait(300)
+                data = json.dumps({"reward": 1.0, "success": True, "info": {"status": "held"}}).encode()
+                try:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except OSError:  # the asking node was removed meanwhile
+                    pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def wait_arrived(self, pred, timeout: float, what: str) -> None:
+        with self._cv:
+            if not self._cv.wait_for(lambda: pred(list(self.arrived)), timeout):
+                raise AssertionError(f"timed out waiting for {what} (arrived: {self.arrived})")
+
+    def __enter__(self) -> HeldEvalServer:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def alive_nodes() -> int:
+    return sum(1 for n in ray.nodes() if n.get("Alive"))
+
+
+def run_in_thread(runner: Runner) -> tuple[threading.Thread, dict[str, Any]]:
+    result: dict[str, Any] = {}
+    t = threading.Thread(target=lambda: result.setdefault("outcome", runner.run()), daemon=True)
+    t.start()
+    return t, result
+
+
+def make_ray_runner(
+    server, ds, out: Path, workers: int, *, eval_server: str | None = None, **kw: Any
+) -> Runner:
     config = load_config()
     recipe = PartsRecipe(
         config=config,
@@ -78,6 +145,7 @@ def make_ray_runner(server, ds, out: Path, workers: int, **kw: Any) -> Runner:
         api_key="sk-ray-test-key",
         model_name="test-model",
         secrets=["sk-ray-test-key"],
+        eval_server=eval_server,
     )
     spec = RunSpec(
         dataset=ds,
@@ -169,7 +237,43 @@ def test_ray_examples_carry_the_thread_executors_metadata_and_regrade(cluster, t
     assert all(e["reward"] == 1.0 and e["evaluation_info"]["status"] == "correct" for e in after)
 
 
+def test_a_nodes_slot_takes_its_next_rollout_while_the_patch_is_graded(cluster, tmp_path: Path) -> None:
+    """One worker per node, every evaluation held: more evaluations are held at once than
+    there are slots, which only happens if a slot went on while its patch was being graded
+    (before the fix a slot was held through grading: at most one held evaluation per node)."""
+    k = alive_nodes()
+    assert k >= 2
+    n = 2 * k
+    ds = load_dataset(write_dataset(tmp_path, n))
+    out = tmp_path / "overlap.json"
+    run_dir = out.with_suffix(".run")
+    with ModelServer(ScriptedResponder(scripts_for(n))) as server, HeldEvalServer() as evals:
+        runner = make_ray_runner(server, ds, out, workers=k, eval_server=evals.url)
+        t, result = run_in_thread(runner)
+        try:
+            evals.wait_arrived(lambda a: len(a) > k, 60, f"more than {k} evaluations held at once")
+            events = EventTail(run_dir / "events.jsonl").read()
+            assert not [e for e in events if e["type"] == "rollout_finished"]  # none graded yet
+            started = [e for e in events if e["type"] == "rollout_started"]
+            assert len(started) > k
+            per_node = {e["node"]: sum(1 for x in started if x["node"] == e["node"]) for e in started}
+            assert max(per_node.values()) >= 2  # a 1-worker node ran a second agent meanwhile
+        finally:
+            evals.release.set()
+            t.join(300)
+    assert not t.is_alive()
+    outcome = result["outcome"]
+    assert outcome.exit_code == 0 and outcome.written == n and outcome.counts["successful"] == n
+    lines = [json.loads(x) for x in (run_dir / "examples.jsonl").read_text().splitlines()]
+    assert sorted(d["instance_id"] for d in lines) == sorted(i.instance_id for i in ds.instances)
+    assert all(d["evaluation_info"]["status"] == "held" for d in lines)
+    events = EventTail(run_dir / "events.jsonl").read()
+    assert [e["type"] for e in events].count("rollout_finished") == n
+
+
 def test_node_removed_mid_run_every_pair_recorded_exactly_once(cluster, tmp_path: Path) -> None:
+    """The node is removed while it runs agents and holds patches in grading (the evaluations
+    are held until then): both kinds go back to the queue; nothing is lost or recorded twice."""
     c, workers = cluster
     victim = workers[-1]
     victim_tag = victim.node_id[:12]
@@ -180,23 +284,46 @@ def test_node_removed_mid_run_every_pair_recorded_exactly_once(cluster, tmp_path
     tail = EventTail(run_dir / "events.jsonl")
     seen: list[dict[str, Any]] = []
 
-    def on_victim() -> bool:
+    def started_on_victim() -> dict[str, str]:
         seen.extend(tail.read())
-        started = {
-            e["rollout_id"] for e in seen if e["type"] == "rollout_started" and e["node"] == victim_tag
+        return {
+            e["rollout_id"]: e["instance_id"]
+            for e in seen
+            if e["type"] == "rollout_started" and e["node"] == victim_tag
         }
-        return any(e["type"] == "step" and e["rollout_id"] in started for e in seen)
 
-    import threading
+    with (
+        ModelServer(ScriptedResponder(scripts_for(n, steps=6)), latency=0.15) as server,
+        HeldEvalServer() as evals,
+    ):
+        runner = make_ray_runner(server, ds, out, workers=6, eval_server=evals.url)
+        t, result = run_in_thread(runner)
+        held_there: set[str] = set()
+        try:
 
-    with ModelServer(ScriptedResponder(scripts_for(n, steps=6)), latency=0.15) as server:
-        runner = make_ray_runner(server, ds, out, workers=6)
-        result: dict[str, Any] = {}
-        t = threading.Thread(target=lambda: result.setdefault("outcome", runner.run()), daemon=True)
-        t.start()
-        wait_until(on_victim, what="rollouts under way on the node to remove")
-        c.remove_node(victim, allow_graceful=False)
-        t.join(300)
+            def agent_and_grading_on_victim() -> bool:
+                there = started_on_victim()
+                held_there.clear()
+                held_there.update(set(there.values()) & set(evals.arrived))
+                return bool(held_there) and any(
+                    e["type"] == "step"
+                    and e["rollout_id"] in there
+                    and there[e["rollout_id"]] not in evals.arrived
+                    for e in seen
+                )
+
+            wait_until(agent_and_grading_on_victim, what="an agent and a grading under way on the node")
+            c.remove_node(victim, allow_graceful=False)
+
+            def requeued() -> bool:  # the held gradings there went back to the queue, unreleased
+                started_on_victim()
+                lost = {e["instance_id"] for e in seen if e["type"] == "rollout_finished" and e.get("lost")}
+                return held_there <= lost
+
+            wait_until(requeued, what="the node's gradings back in the queue")
+        finally:
+            evals.release.set()
+            t.join(300)
     assert not t.is_alive()
     outcome = result["outcome"]
     assert outcome.exit_code == 0 and outcome.written == n
@@ -210,11 +337,13 @@ def test_node_removed_mid_run_every_pair_recorded_exactly_once(cluster, tmp_path
         e["rollout_id"] for e in events if e["type"] == "rollout_started" and e["node"] == victim_tag
     }
     assert lost and {e["rollout_id"] for e in lost} <= on_victim_ids
+    assert held_there <= {e["instance_id"] for e in lost}  # a patch in grading there: run again
     assert all(e["exit_status"] == "Cancelled" for e in lost)
     assert outcome.counts["requeued_lost"] == len(lost) and outcome.counts.get("retried", 0) == 0
     recorded_ids = {d["metadata"]["rollout_id"] for d in lines}
     assert not recorded_ids & {e["rollout_id"] for e in lost}  # a lost attempt is never recorded
     assert all(d["metadata"]["node"] for d in lines)
+    assert all(d["metadata"]["node"] != victim_tag for d in lines if d["instance_id"] in held_there)
 
 
 def test_cli_executor_ray_runs_on_the_cluster(cluster, tmp_path: Path) -> None:

@@ -7,10 +7,14 @@
   workers), calling :func:`~agentdata_tui.runner.rollout.execute_rollout` — the same function
   as the thread executor, with the same per-example metadata (``dataset_file``,
   ``dataset_sha256``; plus ``node`` and ``host``) — and return the example; the driver records it.
+- As in the thread executor, a finished agent's patch is graded by an evaluation pool inside
+  the actor (``split=True``): its slot takes the next rollout at once, and the graded example
+  comes back through one long-poll call per node (``graded``).
 - Results stream back with ``ray.wait``; a rollout's steps come back every ~0.5 s
   (``drain``) and with its result, so the dashboard follows rollouts on every node.
 - Ray's own retries are off (``max_restarts=0``, ``max_task_retries=0``): when an actor or its
-  node dies, the driver re-queues the rollouts that were in flight there (a ``Cancelled``
+  node dies, the driver re-queues the rollouts that were in flight there, those being graded
+  included (a ``Cancelled``
   event with ``lost: true``, counted in ``requeued_lost``, apart from ``--retry-errors``; the
   attempt number stays, since nothing was recorded) — nothing lost, nothing recorded twice.
   A node that joins gets an actor.
@@ -34,12 +38,13 @@ from typing import Any
 from agentdata_tui.errors import UserError
 from agentdata_tui.interfaces import RolloutCancelled
 from agentdata_tui.runner.control import RunControl
-from agentdata_tui.runner.rollout import RolloutParts, execute_rollout, step_event
+from agentdata_tui.runner.rollout import PendingEvaluation, RolloutParts, execute_rollout, step_event
 from agentdata_tui.runner.spec import Task
 
 log = logging.getLogger("agentdata_tui.runner")
 DRAIN_S = 0.5
 NODE_CHECK_S = 2.0
+POLL_S = 5.0  # the longest a ``graded`` call waits in the actor for a grading to end
 
 
 def import_ray():
@@ -139,6 +144,10 @@ class RolloutActor:
         self.host = socket.gethostname()
         self.node_id = import_ray().get_runtime_context().get_node_id()
         self.metadata = {**(metadata or {}), "node": self.node_id[:12], "host": self.host}
+        # Finished agents' patches are graded here while their slots run the next rollouts.
+        self._grader = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="evaluate")
+        self._graded: list[tuple[str, dict[str, Any]]] = []
+        self._graded_cv = threading.Condition()
 
     def where(self) -> dict[str, Any]:
         import os
@@ -146,7 +155,10 @@ class RolloutActor:
         ray = import_ray()
         return {"node_id": ray.get_runtime_context().get_node_id(), "host": self.host, "pid": os.getpid()}
 
-    def run(self, task: Task, rollout_id: str, worker: int) -> dict[str, Any]:
+    def run(self, task: Task, rollout_id: str, worker: int, split: bool = True) -> dict[str, Any]:
+        """One rollout. Returns once its agent and its sandbox are done: the example, or (``split``,
+        a patch to grade) ``{"grading": True}`` — the example then comes from :meth:`graded`."""
+
         def on_step(d: dict[str, Any]) -> None:
             with self._lock:
                 self._steps.setdefault(rollout_id, []).append(step_event(d))
@@ -154,7 +166,7 @@ class RolloutActor:
         self.control.started(rollout_id)
         t0 = time.monotonic()
         try:
-            example, tokens = execute_rollout(
+            result = execute_rollout(
                 self.parts,
                 task,
                 rollout_id,
@@ -163,9 +175,20 @@ class RolloutActor:
                 on_step=on_step,
                 should_stop=lambda: self.control.cancelled(rollout_id) or self.control._stopped,
                 model=self.control.gate(self.parts.model, rollout_id),
+                split=split,
                 extra_metadata=self.metadata,
             )
-            out: dict[str, Any] = {"example": example, "tokens": tokens}
+            out: dict[str, Any]
+            if isinstance(result, PendingEvaluation):
+                try:
+                    self._grader.submit(self._grade, result, rollout_id, t0)
+                    out = {"grading": True}
+                except RuntimeError:  # the pool is shut down (the actor is closing): grade here
+                    example, tokens = result.finish()
+                    out = {"example": example, "tokens": tokens}
+            else:
+                example, tokens = result
+                out = {"example": example, "tokens": tokens}
         except RolloutCancelled as exc:
             out = {"cancelled": True, "model_calls": getattr(exc, "model_calls", 0)}
         finally:
@@ -174,6 +197,27 @@ class RolloutActor:
                 out_steps = self._steps.pop(rollout_id, [])
         out["steps"] = out_steps
         out["elapsed"] = round(time.monotonic() - t0, 3)
+        return out
+
+    def _grade(self, pending: PendingEvaluation, rollout_id: str, t0: float) -> None:
+        """In the evaluation pool: grade the patch; the result waits for :meth:`graded`."""
+        out: dict[str, Any]
+        try:
+            example, tokens = pending.finish()
+            out = {"example": example, "tokens": tokens}
+        except Exception:  # not the evaluation's failure (finish records that): our code broke
+            out = {"failed": traceback.format_exc()}
+        out["elapsed"] = round(time.monotonic() - t0, 3)
+        with self._graded_cv:
+            self._graded.append((rollout_id, out))
+            self._graded_cv.notify_all()
+
+    def graded(self, timeout: float = POLL_S) -> list[tuple[str, dict[str, Any]]]:
+        """The gradings ended since the last call, ``(rollout_id, result)``; waits up to
+        ``timeout`` for one (the driver keeps one such call out per node while any is graded)."""
+        with self._graded_cv:
+            self._graded_cv.wait_for(lambda: bool(self._graded), timeout)
+            out, self._graded = self._graded, []
         return out
 
     def drain(self) -> list[tuple[str, dict[str, Any]]]:
@@ -195,6 +239,7 @@ class RolloutActor:
 
     def close(self) -> None:
         self.control.stop()
+        self._grader.shutdown(wait=True, cancel_futures=True)
         with contextlib.suppress(Exception):
             self.parts.model.close()
         self._closer.shutdown(wait=True)
@@ -207,8 +252,9 @@ class _Node:
     handle: Any
     host: str = ""
     capacity: int = 0
-    running: int = 0
+    running: int = 0  # rollouts whose agent runs there (the ones being graded do not count)
     alive: bool = True
+    polling: bool = False  # a ``graded`` call is out
 
 
 @dataclass
@@ -237,7 +283,10 @@ class RayExecutor:
         self.max_concurrency = max_concurrency
         self.nodes: dict[str, _Node] = {}
         self.lost = 0
-        self._inflight: dict[Any, _Flight] = {}
+        self._inflight: dict[Any, _Flight] = {}  # run refs: agents running
+        self._grading: dict[str, _Flight] = {}  # by rollout id: patches being graded on their node
+        self._polls: dict[Any, _Node] = {}  # graded refs
+        self._early: dict[str, dict[str, Any]] = {}  # graded before its run result came back
         self._free_workers: list[int] = []
         self._next_worker = 0
         self._paused_sent = False
@@ -331,20 +380,25 @@ class RayExecutor:
                     self._submit(runner)
                 with runner._qlock:
                     queued = len(runner._queue)
-                if not self._inflight and (stopping or queued == 0):
+                if not self._inflight and not self._grading and (stopping or queued == 0):
                     break
-                if not self._inflight:  # paused, or no node has room: wait for a change
+                refs = [*self._inflight, *self._polls]
+                if not refs:  # paused, or no node has room: wait for a change
                     time.sleep(0.1)
                     runner._tick()
                     continue
-                ready, _ = ray.wait(list(self._inflight), num_returns=1, timeout=0.25)
+                ready, _ = ray.wait(refs, num_returns=1, timeout=0.25)
                 if ready:  # take every other result that is ready too
-                    ready, _ = ray.wait(list(self._inflight), num_returns=len(self._inflight), timeout=0)
+                    ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
                 if time.monotonic() - last_drain > DRAIN_S:
                     self._drain(runner)
                     last_drain = time.monotonic()
-                for ref in ready:
-                    self._collect(runner, ref)
+                # Run results first: a grading may end before its run's result is taken.
+                for ref in sorted(ready, key=lambda r: r in self._polls):
+                    if ref in self._polls:
+                        self._collect_graded(runner, ref)
+                    else:
+                        self._collect(runner, ref)
                 self._forward_cancels(runner)
                 runner._tick()
         finally:
@@ -391,7 +445,9 @@ class RayExecutor:
                     problem_statement=_cut(task.instance.problem_statement),
                 )
                 runner.control.started(rollout_id)
-                ref = node.handle.run.remote(task, rollout_id, worker)
+                # As the thread executor: one worker grades its own patch, with more the slot
+                # goes on to the next rollout while the patch is graded.
+                ref = node.handle.run.remote(task, rollout_id, worker, runner.spec.workers > 1)
                 self._inflight[ref] = _Flight(task, rollout_id, worker, node, time.monotonic())
                 node.running += 1
 
@@ -418,6 +474,7 @@ class RayExecutor:
                     flight.node.handle.cancel.remote(flight.rollout_id)
 
     def _collect(self, runner, ref) -> None:
+        """A run's result: its agent and sandbox are done (its slot is free), graded or not."""
         ray = self._ray
         flight = self._inflight.pop(ref)
         flight.node.running -= 1
@@ -428,21 +485,16 @@ class RayExecutor:
             out = ray.get(ref)
         except ray.exceptions.RayTaskError as exc:  # our code failed on the node: the run is broken
             runner.control.ended(rid)
+            self._early.pop(rid, None)
             log.error("rollout %s failed on its node:\n%s", rid, exc)
             runner.fatal = runner.fatal or f"rollout failed on a Ray node: {str(exc).splitlines()[0]}"
             runner.request_stop()
             return
         except Exception as exc:  # the actor or its node died: the rollout never ended, run it again
             runner.control.ended(rid)
+            self._early.pop(rid, None)
             self._node_died(flight.node, type(exc).__name__)
-            self.lost += 1
-            with runner._count_lock:
-                runner._counts["requeued_lost"] = runner._counts.get("requeued_lost", 0) + 1
-            runner._emit_cancelled(
-                task, rid, exc, lost=True, reason=f"{type(exc).__name__}: node or actor died"
-            )
-            with runner._qlock:
-                runner._queue.appendleft(task)  # same attempt: nothing was recorded
+            self._requeue_lost(runner, flight, exc)
             return
         for d in out.get("steps", []):
             runner.events.emit("step", rollout_id=rid, **d)
@@ -452,6 +504,86 @@ class RayExecutor:
             with runner._count_lock:
                 runner._counts["cancelled"] += 1
             runner._emit_cancelled(task, rid, _Calls(out.get("model_calls", 0)), by_ctl=by_ctl)
+            return
+        if out.get("grading"):  # graded in the actor's pool: the result comes from `graded`
+            early = self._early.pop(rid, None)
+            if early is not None:
+                self._finish(runner, flight, early)
+                return
+            self._grading[rid] = flight
+            self._poll(runner, flight.node)
+            return
+        self._finish(runner, flight, out)
+
+    def _poll(self, runner, node: _Node) -> None:
+        """One ``graded`` call out per node while it grades anything (a dead actor's fails at
+        once, which re-queues what it was grading)."""
+        if node.polling or not any(f.node is node for f in self._grading.values()):
+            return
+        try:
+            ref = node.handle.graded.remote(POLL_S)
+        except Exception as exc:  # the handle itself is unusable: what it grades is lost
+            self._lost_gradings(runner, node, exc)
+            return
+        node.polling = True
+        self._polls[ref] = node
+
+    def _lost_gradings(self, runner, node: _Node, exc: BaseException) -> None:
+        for rid, flight in list(self._grading.items()):
+            if flight.node is node:
+                del self._grading[rid]
+                self._requeue_lost(runner, flight, exc)
+
+    def _collect_graded(self, runner, ref) -> None:
+        ray = self._ray
+        node = self._polls.pop(ref)
+        node.polling = False
+        try:
+            results = ray.get(ref)
+        except ray.exceptions.RayTaskError as exc:  # our code failed on the node: the run is broken
+            log.error("collecting gradings on node %s failed:\n%s", node.node_id[:12], exc)
+            runner.fatal = runner.fatal or f"grading failed on a Ray node: {str(exc).splitlines()[0]}"
+            runner.request_stop()
+            for rid, flight in list(self._grading.items()):
+                if flight.node is node:  # not recorded: --resume runs them again
+                    del self._grading[rid]
+            return
+        except Exception as exc:  # the actor or its node died mid-evaluation: run them again
+            self._node_died(node, type(exc).__name__)
+            self._lost_gradings(runner, node, exc)
+            return
+        for rid, out in results:
+            flight = self._grading.pop(rid, None)
+            if flight is None:  # its run's result is not taken yet (ready in the same instant)
+                self._early[rid] = out
+                continue
+            self._finish(runner, flight, out)
+        self._poll(runner, node)
+
+    def _requeue_lost(self, runner, flight: _Flight, exc: BaseException) -> None:
+        """A rollout whose node or actor died before its example came back: the same attempt
+        goes back to the queue (nothing was recorded)."""
+        self.lost += 1
+        with runner._count_lock:
+            runner._counts["requeued_lost"] = runner._counts.get("requeued_lost", 0) + 1
+        runner._emit_cancelled(
+            flight.task,
+            flight.rollout_id,
+            exc,
+            lost=True,
+            reason=f"{type(exc).__name__}: node or actor died",
+        )
+        with runner._qlock:
+            runner._queue.appendleft(flight.task)  # same attempt: nothing was recorded
+
+    def _finish(self, runner, flight: _Flight, out: dict[str, Any]) -> None:
+        """A graded (or not to be graded) attempt: record it, maybe queue its retry."""
+        task, rid = flight.task, flight.rollout_id
+        if "failed" in out:  # our code failed while grading on the node: the run is broken
+            log.error("grading %s failed on its node:\n%s", rid, out["failed"])
+            last = out["failed"].strip().splitlines()[-1]
+            runner.fatal = runner.fatal or f"grading failed on a Ray node: {last}"
+            runner.request_stop()
             return
         example = out["example"]
         try:
