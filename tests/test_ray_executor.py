@@ -2,11 +2,11 @@
 
 Real Ray processes (``ray.cluster_utils.Cluster``), real HTTP to a loopback model server (and
 to a loopback eval server that holds its answers until a test lets them go), the local sandbox
-on each node. A worker node is removed mid-run, once while its agents run and once while its
-patches are graded: every (instance, sample) pair is still recorded exactly once, and the
-rollouts that were on that node (agents running and patches being graded) ran again elsewhere. Ray examples carry the thread executor's
-per-example metadata (so ``regrade`` reads their dataset), and a node's slot takes its next
-rollout while the last patch is graded.
+on each node. A worker node is removed mid-run while its agents run and its patches are graded:
+every (instance, sample) pair is still recorded exactly once, and the rollouts that were on that
+node ran again elsewhere. A node frozen for a while (SIGSTOP) loses no step event. Ray examples
+carry the thread executor's per-example metadata (so ``regrade`` reads their dataset), and a
+node's slot takes its next rollout while the last patch is graded.
 Skipped without Ray locally; with CI=true Ray must be there (``.ci/ray-setup.sh`` installs it).
 """
 
@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import signal
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -269,6 +271,74 @@ def test_a_nodes_slot_takes_its_next_rollout_while_the_patch_is_graded(cluster, 
     assert all(d["evaluation_info"]["status"] == "held" for d in lines)
     events = EventTail(run_dir / "events.jsonl").read()
     assert [e["type"] for e in events].count("rollout_finished") == n
+
+
+def test_a_node_frozen_for_a_while_loses_no_step_and_the_others_go_on(cluster, tmp_path: Path) -> None:
+    """A node's actor process is frozen (SIGSTOP) just after one of its rollouts took a step:
+    the other nodes' rollouts are recorded meanwhile, and once it goes on every rollout's steps
+    are in the log once each, in order, before its end. Before the fix the driver waited 2 s on
+    every drain, then dropped the frozen node's answer — and with it the steps it carried."""
+    _, workers = cluster
+    victim_tag = workers[0].node_id[:12]
+    n = 18
+    ds = load_dataset(write_dataset(tmp_path, n))
+    out = tmp_path / "frozen.json"
+    run_dir = out.with_suffix(".run")
+    scripted = ScriptedResponder(scripts_for(n, steps=6))
+    frozen = threading.Event()
+    pid: dict[str, int] = {}
+    lock = threading.Lock()
+    tail = EventTail(run_dir / "events.jsonl")
+    seen: list[dict[str, Any]] = []
+
+    def on_victim(iid: str) -> bool:
+        with lock:
+            seen.extend(tail.read())
+            return any(
+                e["type"] == "rollout_started" and e["node"] == victim_tag and e["instance_id"] == iid
+                for e in seen
+            )
+
+    def responder(body: dict[str, Any]):
+        msgs = body.get("messages") or []
+        if "pid" in pid and not frozen.is_set() and sum(m.get("role") == "assistant" for m in msgs) == 2:
+            iid = re.search(r"\[(task-\d+)\]", json.dumps(msgs)).group(1)
+            if on_victim(iid):  # its second step is taken, its third reply asked for: freeze now
+                os.kill(pid["pid"], signal.SIGSTOP)
+                frozen.set()
+        return scripted(body)
+
+    with ModelServer(responder, latency=0.15) as server:
+        runner = make_ray_runner(server, ds, out, workers=6)
+        ex = runner.executor
+        t, result = run_in_thread(runner)
+        try:
+            wait_until(lambda: any(k.startswith(victim_tag) for k in ex.nodes), what="the actors")
+            node = next(v for k, v in ex.nodes.items() if k.startswith(victim_tag))
+            pid["pid"] = ray.get(node.handle.where.remote(), timeout=60)["pid"]
+            assert frozen.wait(60), "no rollout of the node reached its third reply"
+
+            def others_done() -> bool:  # everything but the frozen node's two rollouts
+                return len((run_dir / "examples.jsonl").read_text().splitlines()) >= n - 2
+
+            wait_until(others_done, what="the other nodes' rollouts recorded while one node is frozen")
+        finally:
+            if "pid" in pid:
+                os.kill(pid["pid"], signal.SIGCONT)
+            t.join(300)
+    assert not t.is_alive()
+    outcome = result["outcome"]
+    assert outcome.exit_code == 0 and outcome.written == n and outcome.counts["successful"] == n
+    lines = [json.loads(x) for x in (run_dir / "examples.jsonl").read_text().splitlines()]
+    events = EventTail(run_dir / "events.jsonl").read()
+    for d in lines:
+        rid = d["metadata"]["rollout_id"]
+        mine = [(i, e) for i, e in enumerate(events) if e.get("rollout_id") == rid]
+        steps = [e["step"] for _, e in mine if e["type"] == "step"]
+        assert steps == list(range(1, len(d["steps"]) + 1)), (rid, d["metadata"]["node"], steps)
+        end = next(i for i, e in mine if e["type"] == "rollout_finished")
+        assert all(i < end for i, e in mine if e["type"] == "step")
+    assert any(d["metadata"]["node"] == victim_tag for d in lines)
 
 
 def test_node_removed_mid_run_every_pair_recorded_exactly_once(cluster, tmp_path: Path) -> None:

@@ -11,7 +11,9 @@
   the actor (``split=True``): its slot takes the next rollout at once, and the graded example
   comes back through one long-poll call per node (``graded``).
 - Results stream back with ``ray.wait``; a rollout's steps come back every ~0.5 s
-  (``drain``) and with its result, so the dashboard follows rollouts on every node.
+  (``drain``, one call out per node, never waited for: a node slow to answer holds up no other)
+  and all of them again with its result, so the dashboard follows rollouts on every node and
+  the log gets each step once, in order, before the rollout's end.
 - Ray's own retries are off (``max_restarts=0``, ``max_task_retries=0``): when an actor or its
   node dies, the driver re-queues the rollouts that were in flight there, those being graded
   included (a ``Cancelled``
@@ -139,7 +141,8 @@ class RolloutActor:
         self.run_id = run_id
         self.parts, self._closer = recipe.build(workers)
         self.control = RunControl(workers)
-        self._steps: dict[str, list[dict[str, Any]]] = {}
+        self._steps: dict[str, list[dict[str, Any]]] = {}  # per running rollout, all its steps
+        self._sent: dict[str, int] = {}  # how many of them ``drain`` gave out
         self._lock = threading.Lock()
         self.host = socket.gethostname()
         self.node_id = import_ray().get_runtime_context().get_node_id()
@@ -195,7 +198,8 @@ class RolloutActor:
             self.control.ended(rollout_id)
             with self._lock:
                 out_steps = self._steps.pop(rollout_id, [])
-        out["steps"] = out_steps
+                self._sent.pop(rollout_id, None)
+        out["steps"] = out_steps  # all of them: the driver skips those a drain brought
         out["elapsed"] = round(time.monotonic() - t0, 3)
         return out
 
@@ -220,10 +224,15 @@ class RolloutActor:
             out, self._graded = self._graded, []
         return out
 
-    def drain(self) -> list[tuple[str, dict[str, Any]]]:
+    def drain(self) -> list[tuple[str, int, dict[str, Any]]]:
+        """The steps taken since the last call: ``(rollout_id, index in the rollout, step)``."""
+        out: list[tuple[str, int, dict[str, Any]]] = []
         with self._lock:
-            steps, self._steps = self._steps, {}
-        return [(rid, d) for rid, ds in steps.items() for d in ds]
+            for rid, ds in self._steps.items():
+                i = self._sent.get(rid, 0)
+                out.extend((rid, j, d) for j, d in enumerate(ds[i:], i))
+                self._sent[rid] = len(ds)
+        return out
 
     def pause(self) -> None:
         self.control.pause()
@@ -255,6 +264,7 @@ class _Node:
     running: int = 0  # rollouts whose agent runs there (the ones being graded do not count)
     alive: bool = True
     polling: bool = False  # a ``graded`` call is out
+    draining: bool = False  # a ``drain`` call is out
 
 
 @dataclass
@@ -264,6 +274,7 @@ class _Flight:
     worker: int
     node: _Node
     t0: float
+    emitted: int = 0  # steps of it in the event log so far
 
 
 class RayExecutor:
@@ -287,6 +298,8 @@ class RayExecutor:
         self._grading: dict[str, _Flight] = {}  # by rollout id: patches being graded on their node
         self._polls: dict[Any, _Node] = {}  # graded refs
         self._early: dict[str, dict[str, Any]] = {}  # graded before its run result came back
+        self._running: dict[str, _Flight] = {}  # by rollout id: the flights of _inflight
+        self._drains: dict[Any, _Node] = {}  # drain refs
         self._free_workers: list[int] = []
         self._next_worker = 0
         self._paused_sent = False
@@ -382,7 +395,10 @@ class RayExecutor:
                     queued = len(runner._queue)
                 if not self._inflight and not self._grading and (stopping or queued == 0):
                     break
-                refs = [*self._inflight, *self._polls]
+                if time.monotonic() - last_drain > DRAIN_S:
+                    self._drain()
+                    last_drain = time.monotonic()
+                refs = [*self._inflight, *self._polls, *self._drains]
                 if not refs:  # paused, or no node has room: wait for a change
                     time.sleep(0.1)
                     runner._tick()
@@ -390,12 +406,11 @@ class RayExecutor:
                 ready, _ = ray.wait(refs, num_returns=1, timeout=0.25)
                 if ready:  # take every other result that is ready too
                     ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
-                if time.monotonic() - last_drain > DRAIN_S:
-                    self._drain(runner)
-                    last_drain = time.monotonic()
-                # Run results first: a grading may end before its run's result is taken.
-                for ref in sorted(ready, key=lambda r: r in self._polls):
-                    if ref in self._polls:
+                # Steps, then run results: a grading may end before its run's result is taken.
+                for ref in sorted(ready, key=lambda r: 0 if r in self._drains else 1 + (r in self._polls)):
+                    if ref in self._drains:
+                        self._collect_drain(runner, ref)
+                    elif ref in self._polls:
                         self._collect_graded(runner, ref)
                     else:
                         self._collect(runner, ref)
@@ -448,23 +463,40 @@ class RayExecutor:
                 # As the thread executor: one worker grades its own patch, with more the slot
                 # goes on to the next rollout while the patch is graded.
                 ref = node.handle.run.remote(task, rollout_id, worker, runner.spec.workers > 1)
-                self._inflight[ref] = _Flight(task, rollout_id, worker, node, time.monotonic())
+                flight = _Flight(task, rollout_id, worker, node, time.monotonic())
+                self._inflight[ref] = self._running[rollout_id] = flight
                 node.running += 1
 
-    def _drain(self, runner) -> None:
-        ray = self._ray
-        refs = {n.handle.drain.remote(): n for n in self.nodes.values() if n.alive}
-        if not refs:
+    def _drain(self) -> None:
+        """Ask every node running agents for their new steps, unless its last answer is due."""
+        for node in self.nodes.values():
+            if node.alive and node.running > 0 and not node.draining:
+                try:
+                    ref = node.handle.drain.remote()
+                except Exception as exc:  # the handle itself is unusable
+                    self._node_died(node, type(exc).__name__)
+                    continue
+                node.draining = True
+                self._drains[ref] = node
+
+    def _collect_drain(self, runner, ref) -> None:
+        node = self._drains.pop(ref)
+        node.draining = False
+        try:
+            steps = self._ray.get(ref)
+        except Exception as exc:  # the actor is gone: its runs fail too, and are re-queued
+            self._node_died(node, type(exc).__name__)
             return
-        ready, _ = ray.wait(list(refs), num_returns=len(refs), timeout=2.0)
-        for ref in ready:
-            try:
-                steps = ray.get(ref)
-            except Exception as exc:
-                self._node_died(refs[ref], type(exc).__name__)
-                continue
-            for rid, d in steps:
-                runner.events.emit("step", rollout_id=rid, **d)
+        for rid, i, d in steps:
+            flight = self._running.get(rid)
+            if flight is not None:  # else its result came first, with every step
+                self._emit_step(runner, flight, i, d)
+
+    @staticmethod
+    def _emit_step(runner, flight: _Flight, i: int, d: dict[str, Any]) -> None:
+        if i >= flight.emitted:  # each step once
+            runner.events.emit("step", rollout_id=flight.rollout_id, **d)
+            flight.emitted = i + 1
 
     def _forward_cancels(self, runner) -> None:
         for flight in self._inflight.values():
@@ -477,6 +509,7 @@ class RayExecutor:
         """A run's result: its agent and sandbox are done (its slot is free), graded or not."""
         ray = self._ray
         flight = self._inflight.pop(ref)
+        self._running.pop(flight.rollout_id, None)
         flight.node.running -= 1
         self._free_workers.append(flight.worker)
         self._free_workers.sort()
@@ -496,8 +529,8 @@ class RayExecutor:
             self._node_died(flight.node, type(exc).__name__)
             self._requeue_lost(runner, flight, exc)
             return
-        for d in out.get("steps", []):
-            runner.events.emit("step", rollout_id=rid, **d)
+        for i, d in enumerate(out.get("steps", [])):
+            self._emit_step(runner, flight, i, d)
         by_ctl = runner.control.cancelled(rid)
         runner.control.ended(rid)
         if out.get("cancelled"):
