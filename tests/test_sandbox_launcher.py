@@ -143,3 +143,34 @@ def test_closing_the_sandbox_ends_a_running_command_at_once(sb: LocalSandbox) ->
     assert _host_pids_with("300.4271") == []
     if "res" in result:
         assert result["res"].returncode != 0
+
+
+def test_descriptors_past_1024_work() -> None:
+    """A thousand sandboxes hold a thousand sockets: numbers past select()'s limit of 1024 must
+    work (reproduced at 1,024 rollouts: "filedescriptor out of range in select()")."""
+    import os
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 1400:
+        if hard != resource.RLIM_INFINITY and hard < 1400:
+            pytest.skip("the open-files limit is below 1,400 here")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (1400, hard))
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        box = LocalSandbox(
+            Instance(instance_id="fd", problem_statement="p"), EnvironmentConfig(), SandboxContext()
+        )
+        box.start()
+        try:
+            assert box._launcher is not None and box._launcher._sock.fileno() > 1024
+            res = box.execute("echo high")
+            assert res.returncode == 0 and res.output == "high\n"
+            assert box.execute("sleep 5", timeout=0.5).timed_out
+            assert box.execute("echo again").output == "again\n"
+        finally:
+            box.close()
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

@@ -67,9 +67,17 @@ class Launcher:
     @classmethod
     def start(cls, bwrap_argv: list[str], python: str, env: dict[str, str]) -> Launcher:
         """``bwrap_argv``: bubblewrap's command line up to and including ``--``."""
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        info_r, info_w = os.pipe()
-        src_r, src_w = os.pipe()
+        try:
+            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        except OSError as exc:  # e.g. out of descriptors: one bubblewrap per command needs none
+            raise LauncherUnavailable(str(exc)) from exc
+        try:
+            info_r, info_w = os.pipe()
+            src_r, src_w = os.pipe()
+        except OSError as exc:
+            ours.close()
+            theirs.close()
+            raise LauncherUnavailable(str(exc)) from exc
         os.write(src_w, _SOURCE)  # a few KB: within the pipe's buffer
         os.close(src_w)
         assert bwrap_argv[-1] == "--"
@@ -247,12 +255,17 @@ def _run_message(argv: list[str], env: dict[str, str], cwd: str) -> bytes:
 
 def _recv(sock: socket.socket, timeout: float | None) -> list[bytes] | None:
     """One reply, split into its fields; None when the launcher is gone."""
-    if timeout is not None:
-        ready, _, _ = select.select([sock], [], [], timeout)
-        if not ready:
-            raise TimeoutError
+    if timeout is not None and not _readable(sock.fileno(), timeout):
+        raise TimeoutError
     data = sock.recv(1 << 16)
     return data.split(b"\0") if data else None
+
+
+def _readable(fd: int, timeout: float | None) -> bool:
+    """poll, not select: with a thousand sandboxes, descriptors pass select's limit of 1024."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
+    return bool(poller.poll(None if timeout is None else max(0, int(timeout * 1000 + 0.999))))
 
 
 def _read_info(fd: int, timeout: float) -> int:
@@ -260,8 +273,7 @@ def _read_info(fd: int, timeout: float) -> int:
     data = b""
     deadline = time.monotonic() + timeout
     while True:
-        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
-        if not ready:
+        if not _readable(fd, max(0.0, deadline - time.monotonic())):
             raise LauncherUnavailable("bubblewrap did not report its child")
         chunk = os.read(fd, 4096)
         if not chunk:

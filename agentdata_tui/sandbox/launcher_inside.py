@@ -129,9 +129,12 @@ def _run(sock, fields, fds):
             os.close(fd)
     sock.send(b"pid\0%d" % pid)
     pidfd = os.pidfd_open(pid)
+    poller = select.poll()
+    poller.register(pidfd, select.POLLIN)
+    poller.register(sock.fileno(), select.POLLIN)
     try:
         while True:
-            ready, _, _ = select.select([sock, pidfd], [], [])
+            ready = [fd for fd, _ev in poller.poll()]
             if pidfd in ready:
                 _, status = os.waitpid(pid, 0)
                 _reap_others()

@@ -501,7 +501,7 @@ def _collect(proc: subprocess.Popen[bytes] | Launched, deadline: float) -> tuple
     tail_len = 0
     dropped = 0
     timed_out = False
-    sel = selectors.DefaultSelector()
+    sel = selectors.PollSelector()  # no descriptor limit, no epoll descriptor per command
     sel.register(fd, selectors.EVENT_READ)
     try:
         while True:
@@ -553,7 +553,7 @@ def _communicate(proc: Launched, timeout: float) -> subprocess.CompletedProcess[
     assert proc.stdout is not None and proc.stderr is not None
     deadline = time.monotonic() + timeout
     bufs: dict[int, list[bytes]] = {proc.stdout.fileno(): [], proc.stderr.fileno(): []}
-    sel = selectors.DefaultSelector()
+    sel = selectors.PollSelector()  # no descriptor limit, no epoll descriptor per command
     for fd in bufs:
         sel.register(fd, selectors.EVENT_READ)
     try:
