@@ -169,6 +169,34 @@ def make_ray_runner(
     )
 
 
+def test_a_nodes_sandbox_starts_are_bounded_as_the_thread_executors(tmp_path: Path) -> None:
+    """Before the fix a node prepared every rollout's local sandbox at once (a pool of
+    ``workers`` threads); the thread executor prepares a few at a time (4 per core, at least 8)."""
+    ds = load_dataset(write_dataset(tmp_path, 1))
+    config = load_config()
+    workers = 256
+    recipe = PartsRecipe(
+        config=config, dataset=ds, base_urls=["http://127.0.0.1:9/v1"], api_key=None, model_name="m"
+    )
+    parts, closer = recipe.build(workers)
+    make = sandbox_maker(ds, config)
+    spec = RunSpec(
+        dataset=ds, instances=ds.instances, config=config, output=tmp_path / "o.json", workers=workers
+    )
+    threads = Runner(spec, model=None, evaluator=evaluator_for("local", make), make_sandbox=make)
+    try:
+        assert (
+            parts.starter._max_workers
+            == threads._starter._max_workers
+            == min(workers, make.start_concurrency)
+        )
+        assert parts.starter._max_workers < workers
+    finally:
+        for pool in (closer, parts.starter, threads._starter, threads._closer, threads._grader):
+            pool.shutdown()
+        parts.model.close()
+
+
 def test_rollouts_run_on_every_node_and_are_recorded_by_the_driver(cluster, tmp_path: Path) -> None:
     n = 12
     ds = load_dataset(write_dataset(tmp_path, n))

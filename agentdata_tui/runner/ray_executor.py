@@ -114,7 +114,11 @@ class PartsRecipe:
             except RuntimeError:
                 close()
 
-        starter = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="sandbox-start")
+        # As the thread executor: local sandboxes are prepared a few at a time (this node's CPUs).
+        starts = getattr(make, "start_concurrency", None) or workers
+        starter = ThreadPoolExecutor(
+            max_workers=max(1, min(workers, starts)), thread_name_prefix="sandbox-start"
+        )
         parts = RolloutParts(
             config=self.config,
             model=model,
