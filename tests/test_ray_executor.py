@@ -369,6 +369,82 @@ def test_a_node_frozen_for_a_while_loses_no_step_and_the_others_go_on(cluster, t
     assert any(d["metadata"]["node"] == victim_tag for d in lines)
 
 
+class FlakyEvalServer:
+    """A loopback eval server whose first ``fail`` evaluations of ``instance_id`` answer 500 (the
+    evaluation's own failure: recorded at once, not retried by the client); the rest reward 1."""
+
+    def __init__(self, instance_id: str, fail: int) -> None:
+        self.asked: list[str] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *a: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+                iid = body["instance_id"]
+                outer.asked.append(iid)
+                bad = iid == instance_id and outer.asked.count(iid) <= fail
+                status, payload = (
+                    (500, {"error": "evaluation crashed"})
+                    if bad
+                    else (200, {"reward": 1.0, "success": True, "info": {"status": "correct"}})
+                )
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def __enter__(self) -> FlakyEvalServer:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_retry_errors_regrades_an_evaluation_failure_with_a_fresh_budget_on_resume(
+    cluster, tmp_path: Path
+) -> None:
+    """As the thread executor: an attempt whose only failure was its evaluation is graded again
+    from its patch (the agent does not run again), and ``--retry-errors N`` gives each errored
+    pair N more tries per invocation, however many attempts it had. Before the fix Ray ran the
+    agent again, and on resume counted the budget from attempt 1 (attempt 3 < 1 + 2: no retry)."""
+    n = 2
+    ds = load_dataset(write_dataset(tmp_path, n))
+    out = tmp_path / "retry.json"
+    run_dir = out.with_suffix(".run")
+    with (
+        ModelServer(ScriptedResponder(scripts_for(n))) as server,
+        FlakyEvalServer("task-000", fail=3) as evals,
+    ):
+        first = make_ray_runner(server, ds, out, workers=2, eval_server=evals.url, retry_errors=1).run()
+        assert first.counts["retried"] == 1  # attempts 1 and 2 of task-000 failed their evaluation
+        second = make_ray_runner(
+            server, ds, out, workers=2, eval_server=evals.url, retry_errors=2, resume=True
+        ).run()
+        chats = len(server.chat_requests())
+    assert chats == n * 2, "each agent ran once: every later attempt regraded its patch"
+    assert second.exit_code == 0 and second.counts["retried"] == 1  # attempt 3 failed, 4 was graded
+    attempts = [json.loads(x) for x in (run_dir / "examples.jsonl").read_text().splitlines()]
+    mine = sorted((d for d in attempts if d["instance_id"] == "task-000"), key=lambda d: d["attempt"])
+    assert [(d["attempt"], d["success"]) for d in mine] == [(1, False), (2, False), (3, False), (4, True)]
+    assert all(d["metadata"]["error_kind"] == "evaluation" for d in mine[:3])
+    first_rid = mine[0]["metadata"]["rollout_id"]
+    assert all(d["metadata"]["regraded_from"] for d in mine[1:])
+    assert mine[1]["metadata"]["regraded_from"] == first_rid
+    assert all(d["git_diff"] == mine[0]["git_diff"] and d["messages"] == mine[0]["messages"] for d in mine)
+    assert evals.asked.count("task-000") == 4 and evals.asked.count("task-001") == 1
+
+
 def test_node_removed_mid_run_every_pair_recorded_exactly_once(cluster, tmp_path: Path) -> None:
     """The node is removed while it runs agents and holds patches in grading (the evaluations
     are held until then): both kinds go back to the queue; nothing is lost or recorded twice."""

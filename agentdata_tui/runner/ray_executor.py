@@ -630,16 +630,22 @@ class RayExecutor:
             runner.fatal = runner.fatal or f"{type(exc).__name__}: {exc}"
             runner.request_stop()
             return
-        if (
-            example.error is not None
-            and (example.metadata or {}).get("error_kind")
-            and task.attempt < 1 + runner.spec.retry_errors
-            and not runner._stop.is_set()
-        ):
+        kind = (example.metadata or {}).get("error_kind")
+        if example.error is not None and kind and task.retries_left > 0 and not runner._stop.is_set():
+            # As the thread executor: N more tries per invocation (``Task.retries_left``, set by
+            # the plan), and an attempt whose only failure was its evaluation is graded again
+            # from its patch, without running the agent again.
+            again = Task(
+                task.instance,
+                task.sample_index,
+                task.attempt + 1,
+                retries_left=task.retries_left - 1,
+                regrade=example if kind == "evaluation" else None,
+            )
             with runner._count_lock:
                 runner._counts["retried"] += 1
             with runner._qlock:
-                runner._queue.appendleft(Task(task.instance, task.sample_index, task.attempt + 1))
+                runner._queue.appendleft(again)
             return
         with runner._qlock:
             runner._by_pair.pop((task.instance.instance_id, task.sample_index), None)
