@@ -57,12 +57,15 @@ def launcher_enabled() -> bool:
 class Launcher:
     """A sandbox's namespace and the launcher in it. ``spawn`` one command at a time."""
 
-    def __init__(self, proc: subprocess.Popen[bytes], sock: socket.socket, init_pid: int) -> None:
+    def __init__(self, proc: subprocess.Popen[bytes], sock: socket.socket, info_fd: int, python: str) -> None:
         self._proc = proc
         self._sock = sock
-        self._init_pid = init_pid  # the namespace's pid 1 (the launcher), as this machine numbers it
+        self._info_fd: int | None = info_fd  # bubblewrap's report, read at the first command
+        self._python = python
+        self._init_pid: int | None = None  # the namespace's pid 1 (the launcher), as this machine numbers it
         self._lock = threading.Lock()  # one command at a time
         self.dead = False
+        self.answered = False  # it said hello: it works in this sandbox (a later death is replaced)
 
     @classmethod
     def start(cls, bwrap_argv: list[str], python: str, env: dict[str, str]) -> Launcher:
@@ -114,20 +117,33 @@ class Launcher:
             theirs.close()
             os.close(info_w)
             os.close(src_r)
+        # No waiting here for it to come up (the interpreter's start): the sandbox's start goes on,
+        # and the first command reads the hello (_handshake), long after, behind a model call.
+        return cls(proc, ours, info_r, python)
+
+    def _handshake(self) -> None:
+        """bubblewrap's report and the launcher's hello, once (under the command lock)."""
+        if self.answered:
+            return
         try:
-            init_pid = _read_info(info_r, HELLO_TIMEOUT_S)
-            hello = _recv(ours, HELLO_TIMEOUT_S)
+            assert self._info_fd is not None
+            self._init_pid = _read_info(self._info_fd, HELLO_TIMEOUT_S)
+            try:
+                hello = _recv(self._sock, HELLO_TIMEOUT_S)
+            except TimeoutError:
+                hello = None
             if not hello or hello[0] != b"hello" or len(hello) != 3:
-                raise LauncherUnavailable(f"the launcher did not start on {python}")
+                raise LauncherUnavailable(f"the launcher did not start on {self._python}")
             if hello[2] != b"1":
                 raise LauncherUnavailable("the launcher could not make itself undumpable")
         except BaseException:
-            ours.close()
-            _stop(proc, None)
+            self.close()
             raise
         finally:
-            os.close(info_r)
-        return cls(proc, ours, init_pid)
+            if self._info_fd is not None:
+                os.close(self._info_fd)
+                self._info_fd = None
+        self.answered = True
 
     def spawn(
         self, argv: list[str], env: dict[str, str], cwd: str, *, separate_stderr: bool = False
@@ -140,6 +156,7 @@ class Launcher:
         fds: list[int] = []
         ours: list[int] = []
         try:
+            self._handshake()
             out_r, out_w = os.pipe()
             fds.append(out_w)
             ours.append(out_r)
@@ -176,11 +193,19 @@ class Launcher:
         self.close()
 
     def close(self) -> None:
-        """Kill the namespace (everything in it) and the launcher. Idempotent."""
+        """Kill the namespace (everything in it) and the launcher. Idempotent. Closing our end of
+        the socket alone ends a launcher that never answered: it exits at its first read."""
         self.dead = True
         with contextlib.suppress(OSError):
             self._sock.close()
+        if self._init_pid is None and self._info_fd is not None:  # it may be up: end it now
+            with contextlib.suppress(LauncherUnavailable, OSError):
+                self._init_pid = _read_info(self._info_fd, 0.0)
         _stop(self._proc, self._init_pid)
+        if self._info_fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._info_fd)
+            self._info_fd = None
 
 
 class Launched:

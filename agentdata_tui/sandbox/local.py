@@ -259,7 +259,13 @@ class LocalSandbox:
                     return None
             try:
                 return launcher.spawn(argv, env, str(self.cwd), separate_stderr=separate_stderr)
-            except LauncherUnavailable:
+            except LauncherUnavailable as exc:
+                if not launcher.answered:  # it never came up here: one bubblewrap per command
+                    log.info(
+                        "local sandbox of %s: one bubblewrap per command (%s)", self.instance.instance_id, exc
+                    )
+                    self._launcher = self._launcher_spec = None
+                    return None
                 continue  # it died between two commands: once more with a new one
             except OSError as exc:
                 raise SandboxError(str(exc)) from exc
