@@ -185,6 +185,7 @@ class _Watchdog:
         self._calls: set[_Call] = set()
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
+        self._wake_at = math.inf  # when the watchdog looks next (it sleeps until then)
 
     def begin(self, timeout: float) -> _Call:
         call = _Call(time.monotonic() + timeout)
@@ -193,7 +194,10 @@ class _Watchdog:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="model-watchdog", daemon=True)
                 self._thread.start()
-            self._cond.notify()
+            # Woken only when this deadline comes before its next look: with a thousand calls in
+            # flight, waking it (a pass over every call) at each call's start cost real CPU.
+            if call.deadline < self._wake_at:
+                self._cond.notify()
         _current.call = call
         return call
 
@@ -223,6 +227,7 @@ class _Watchdog:
                     else:
                         left = call.deadline - now
                         wait = left if wait is None else min(wait, left)
+                self._wake_at = math.inf if wait is None else now + wait
                 self._cond.wait(wait)
 
 
