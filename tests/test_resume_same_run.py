@@ -110,3 +110,26 @@ def test_an_evaluation_failure_is_regraded_from_its_patch_not_rerun(tmp_path: Pa
         e.success and e.attempt == (2 if e.metadata.get("regraded_from") else 1)
         for e in open_input(tmp_path / "ev2.json")
     )
+
+
+def test_with_several_workers_too_retry_errors_regrades_and_budgets_per_invocation(tmp_path: Path) -> None:
+    """workers > 1 grades in the evaluation pool, which queued retries by attempt number and
+    without the patch: an evaluation failure ran the agent again, and on resume the budget
+    counted from attempt 1 (attempt 3 < 1 + 2: no retry)."""
+    ds = load_dataset(write_dataset(tmp_path, 1))
+    out = tmp_path / "pool.json"
+    with ModelServer(ScriptedResponder(scripts_for(1))) as server:
+        first = make_runner(server, ds, out, workers=2, retry_errors=1)
+        first.evaluator = FlakyEvaluator(first.evaluator, fail=2)
+        assert first.run().counts["retried"] == 1  # attempts 1 and 2 failed their evaluation
+        second = make_runner(server, ds, out, workers=2, retry_errors=2, resume=True)
+        second.evaluator = FlakyEvaluator(second.evaluator, fail=1)
+        outcome = second.run()
+        chats = len(server.chat_requests())
+    assert chats == 2, "the agent ran once: every later attempt regraded its patch"
+    assert outcome.exit_code == 0 and outcome.counts["retried"] == 1  # attempt 3 failed, 4 was graded
+    attempts = sorted(jsonl(tmp_path / "pool.run" / "examples.jsonl"), key=lambda d: d["attempt"])
+    assert [(d["attempt"], d["success"]) for d in attempts] == [(1, False), (2, False), (3, False), (4, True)]
+    assert attempts[1]["metadata"]["regraded_from"] == attempts[0]["metadata"]["rollout_id"]
+    assert all(d["metadata"]["regraded_from"] for d in attempts[1:])
+    assert all(d["git_diff"] == attempts[0]["git_diff"] for d in attempts)

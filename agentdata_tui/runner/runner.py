@@ -615,17 +615,22 @@ class Runner:
                 break
 
     def _retry_or_done(self, example: Example, task: Task) -> bool:
-        """After a graded attempt: queue the next attempt of an errored pair (``--retry-errors``)."""
-        if (
-            example.error is not None
-            and (example.metadata or {}).get("error_kind")
-            and task.attempt < 1 + self.spec.retry_errors
-            and not self._stop.is_set()
-        ):
+        """After a graded attempt: queue the next attempt of an errored pair (``--retry-errors``),
+        by the worker loop's rule: the pair's budget this invocation (``retries_left``), and an
+        attempt whose only failure was its evaluation graded again from its patch."""
+        kind = (example.metadata or {}).get("error_kind")
+        if example.error is not None and kind and task.retries_left > 0 and not self._stop.is_set():
+            again = Task(
+                task.instance,
+                task.sample_index,
+                task.attempt + 1,
+                retries_left=task.retries_left - 1,
+                regrade=example if kind == "evaluation" else None,  # the rollout itself was fine
+            )
             with self._count_lock:
                 self._counts["retried"] += 1
             with self._qlock:
-                self._queue.appendleft(Task(task.instance, task.sample_index, task.attempt + 1))
+                self._queue.appendleft(again)
                 more = self._n_workers < self.control.workers
             if more:
                 self._spawn(1)
