@@ -218,12 +218,17 @@ class DockerSandbox:
         # Our scratch folder (private index, excludes). The cwd must exist in the image: an empty
         # stand-in would run the agent, and the tests, somewhere else.
         cwd = shlex.quote(self.cwd)
-        self._tmp = self._run_internal(
-            f'{{ [ -d {cwd} ] || {{ echo "cwd {cwd} does not exist in the image" >&2; exit 3; }}; }} && '
-            "mktemp -d /tmp/agentdata-tui.XXXXXX",
-            f"checking cwd {self.cwd} of {self.instance.instance_id}",
-            workdir="/",
-        ).strip()
+        for attempt in (1, 2):  # its path must come back: never "" (our files would land in /)
+            self._tmp = self._run_internal(
+                f'{{ [ -d {cwd} ] || {{ echo "cwd {cwd} does not exist in the image" >&2; exit 3; }}; }} && '
+                "mktemp -d /tmp/agentdata-tui.XXXXXX",
+                f"checking cwd {self.cwd} of {self.instance.instance_id}",
+                workdir="/",
+            ).strip()
+            if self._tmp.startswith("/tmp/agentdata-tui."):
+                break
+            if attempt == 2:
+                raise SandboxError(f"creating a scratch folder in the container gave {self._tmp[-200:]!r}")
         if self.instance.setup_command:
             res = self.execute(
                 self.instance.setup_command, timeout=max(SETUP_TIMEOUT_MIN, self.config.timeout)
@@ -381,6 +386,7 @@ class DockerSandbox:
         """
         raw = getattr(sock, "_sock", sock)
         frames = _Demux(out)
+        frames.feed(_buffered(sock, raw))  # output that came with the response's headers
         finished_at: float | None = None
         while True:
             now = time.monotonic()
@@ -633,6 +639,29 @@ class _Demux:
                 return
             self.out.add(stream, bytes(self.buf[8 : 8 + size]))
             del self.buf[: 8 + size]
+
+
+def _buffered(sock: Any, raw: Any) -> bytes:
+    """The bytes the HTTP client read past exec_start's response headers: docker-py hands out the
+    socket *beneath* its buffered reader (docker-py issue 3332), so a command's first output,
+    arriving with the headers, would be lost — an empty output, e.g. no scratch folder path.
+    Read without waiting: what the buffer holds, else nothing (or what the socket has now)."""
+    resp = getattr(sock, "_response", None)
+    fp = getattr(getattr(getattr(resp, "raw", None), "_fp", None), "fp", None)
+    if fp is None or not hasattr(fp, "read1"):
+        return b""
+    try:
+        timeout = raw.gettimeout()
+    except Exception:
+        return b""
+    try:
+        raw.settimeout(0)
+        return fp.read1(1 << 20) or b""
+    except Exception:  # nothing buffered and the socket would block (TLS says so its own way)
+        return b""
+    finally:
+        with contextlib.suppress(Exception):
+            raw.settimeout(timeout)
 
 
 def _close_socket(sock: Any) -> None:
