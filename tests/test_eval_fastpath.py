@@ -440,3 +440,22 @@ def test_model_error_and_cancelled_rollouts_close_their_prepared_sandbox(tmp_pat
     assert list(open_input(out)) == []
     assert [k for _, k, _ in maker.made] == ["own", "eval"]
     assert all(sb.root is None for _, _, sb in maker.made) and list(private.iterdir()) == []
+
+
+def test_a_lost_numstat_answer_is_an_error_never_no_protected_paths(tmp_path: Path) -> None:
+    """A sandbox whose transport loses a command's output (seen with Docker under load): an empty
+    reading of a non-empty patch must not pass the protected-path check as "nothing read"."""
+
+    class Lossy(CommandsOnly):
+        def execute(self, command: str, timeout: float | None = None):
+            res = super().execute(command, timeout)
+            if "--numstat" in command:
+                res.output = ""
+            return res
+
+    repo = _repo(tmp_path)
+    patch = _patch(repo, f"{FIX} && echo '# pass' >> test_calc.py")
+    log: list[str] = []
+    with pytest.raises(SandboxError, match="came back empty"):
+        BuiltinEvaluator(_factory(repo, Lossy, log)).evaluate(_inst(), patch)
+    assert TESTS not in log, "nothing applied, no tests run"

@@ -171,7 +171,10 @@ class BuiltinEvaluator:
                 seen = self._run(sb, _numstat_cmd(patch_file), spec.timeout)
                 if seen.returncode != 0:
                     return _fail("patch_failed", info, seen)
-                sneaked = sorted({p for p in _numstat_paths(seen.output) if is_protected(p, patterns)})
+                read = _numstat_paths(seen.output)
+                if not read:  # git read no file in a non-empty patch: its answer was lost, not "none"
+                    raise SandboxError(f"git's reading of the patch came back empty: {seen.output[-200:]!r}")
+                sneaked = sorted({p for p in read if is_protected(p, patterns)})
                 if sneaked:
                     info["protected_changed"] = sorted({*dropped, *sneaked})
                     info["status"] = "patch_failed"
