@@ -559,3 +559,46 @@ def test_cli_executor_ray_runs_on_the_cluster(cluster, tmp_path: Path) -> None:
     data = json.loads(out.read_text())
     assert data["metadata"]["executor"] == "ray" and len(data["examples"]) == n
     assert all(e["success"] and e["metadata"]["node"] for e in data["examples"])
+
+
+def test_cli_ray_run_on_a_full_disk_fails_in_one_line_and_resume_completes(cluster, tmp_path: Path) -> None:
+    """As with threads (tests/test_write_failures.py): the driver's disk fills mid-run → exit 1,
+    one line naming the file, ``run.json`` says failed; ``--resume`` completes the run."""
+    import subprocess
+    import sys
+
+    from test_write_failures import FillAt, _assert_intact, _error_line, _mount, nth_request_of
+
+    c, _ = cluster
+    mnt = tmp_path / "disk"
+    if os.geteuid() != 0 or _mount(mnt, "1m") is not None:
+        pytest.skip("mounting a tmpfs needs root and a machine that allows it")
+    try:
+        n = 6
+        ds_path = write_dataset(tmp_path, n)
+        out, run_dir = mnt / "data.json", mnt / "data.run"
+        cmd = [sys.executable, "-m", "agentdata_tui", "generate-multi", "--dataset", str(ds_path)]
+        cmd += ["--model", "test-model", "--executor", "ray", "--ray-address", c.address]
+        cmd += ["--workers", "2", "--output", str(out)]
+        with ModelServer(
+            FillAt(ScriptedResponder(scripts_for(n)), mnt, nth_request_of("task-002", 2))
+        ) as server:
+            res = subprocess.run(
+                [*cmd, "--base-url", server.base_url], capture_output=True, text=True, timeout=300
+            )
+            assert res.returncode == 1, res.stderr[-3000:]
+            line = _error_line(res.stderr)
+            assert "cannot write" in line and str(run_dir) in line and "No space left on device" in line, line
+            run_json = json.loads((run_dir / "run.json").read_text())
+            assert run_json["status"] == "failed" and "No space left" in run_json["error"]
+            assert _assert_intact(run_dir) < n
+            (mnt / "filler").unlink()  # room again
+            server.responder = ScriptedResponder(scripts_for(n))
+            res = subprocess.run(
+                [*cmd, "--base-url", server.base_url, "--resume"], capture_output=True, text=True, timeout=300
+            )
+        assert res.returncode == 0, res.stderr[-3000:]
+        assert sorted(e.instance_id for e in open_input(out)) == [f"task-{i:03d}" for i in range(n)]
+        assert json.loads((run_dir / "run.json").read_text())["status"] == "finished"
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)

@@ -42,6 +42,7 @@ from agentdata_tui.interfaces import RolloutCancelled
 from agentdata_tui.runner.control import RunControl
 from agentdata_tui.runner.rollout import PendingEvaluation, RolloutParts, execute_rollout, step_event
 from agentdata_tui.runner.spec import Task
+from agentdata_tui.runner.store import StoreWriteError
 
 log = logging.getLogger("agentdata_tui.runner")
 DRAIN_S = 0.5
@@ -375,51 +376,11 @@ class RayExecutor:
     def drive(self, runner) -> None:
         self._connect()
         ray = self._ray
-        control = runner.control
-        self._sync_nodes(runner, control.workers)
-        last_nodes = last_drain = time.monotonic()
-        target = control.workers
+        self._sync_nodes(runner, runner.control.workers)
         try:
-            while True:
-                stopping = runner._stop.is_set()
-                if stopping and not self._stop_sent:
-                    self._stop_sent = True
-                    self._broadcast("stop")
-                if control.paused != self._paused_sent:
-                    self._paused_sent = control.paused
-                    self._broadcast("pause" if control.paused else "resume")
-                now = time.monotonic()
-                if control.workers != target or now - last_nodes > NODE_CHECK_S:
-                    target = control.workers
-                    self._sync_nodes(runner, target)
-                    last_nodes = now
-                if not stopping and not control.paused:
-                    self._submit(runner)
-                with runner._qlock:
-                    queued = len(runner._queue)
-                if not self._inflight and not self._grading and (stopping or queued == 0):
-                    break
-                if time.monotonic() - last_drain > DRAIN_S:
-                    self._drain()
-                    last_drain = time.monotonic()
-                refs = [*self._inflight, *self._polls, *self._drains]
-                if not refs:  # paused, or no node has room: wait for a change
-                    time.sleep(0.1)
-                    runner._tick()
-                    continue
-                ready, _ = ray.wait(refs, num_returns=1, timeout=0.25)
-                if ready:  # take every other result that is ready too
-                    ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
-                # Steps, then run results: a grading may end before its run's result is taken.
-                for ref in sorted(ready, key=lambda r: 0 if r in self._drains else 1 + (r in self._polls)):
-                    if ref in self._drains:
-                        self._collect_drain(runner, ref)
-                    elif ref in self._polls:
-                        self._collect_graded(runner, ref)
-                    else:
-                        self._collect(runner, ref)
-                self._forward_cancels(runner)
-                runner._tick()
+            self._loop(runner)
+        except StoreWriteError as exc:  # a full disk, a read-only folder: the run ends here, as
+            runner._write_failed(exc)  # with threads; what was in flight is not recorded
         finally:
             for node in self.nodes.values():
                 if node.alive:
@@ -430,6 +391,52 @@ class RayExecutor:
             if getattr(self, "_owns_ray", False):
                 with contextlib.suppress(Exception):
                     ray.shutdown()
+
+    def _loop(self, runner) -> None:
+        ray = self._ray
+        control = runner.control
+        last_nodes = last_drain = time.monotonic()
+        target = control.workers
+        while True:
+            stopping = runner._stop.is_set()
+            if stopping and not self._stop_sent:
+                self._stop_sent = True
+                self._broadcast("stop")
+            if control.paused != self._paused_sent:
+                self._paused_sent = control.paused
+                self._broadcast("pause" if control.paused else "resume")
+            now = time.monotonic()
+            if control.workers != target or now - last_nodes > NODE_CHECK_S:
+                target = control.workers
+                self._sync_nodes(runner, target)
+                last_nodes = now
+            if not stopping and not control.paused:
+                self._submit(runner)
+            with runner._qlock:
+                queued = len(runner._queue)
+            if not self._inflight and not self._grading and (stopping or queued == 0):
+                break
+            if time.monotonic() - last_drain > DRAIN_S:
+                self._drain()
+                last_drain = time.monotonic()
+            refs = [*self._inflight, *self._polls, *self._drains]
+            if not refs:  # paused, or no node has room: wait for a change
+                time.sleep(0.1)
+                runner._tick()
+                continue
+            ready, _ = ray.wait(refs, num_returns=1, timeout=0.25)
+            if ready:  # take every other result that is ready too
+                ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
+            # Steps, then run results: a grading may end before its run's result is taken.
+            for ref in sorted(ready, key=lambda r: 0 if r in self._drains else 1 + (r in self._polls)):
+                if ref in self._drains:
+                    self._collect_drain(runner, ref)
+                elif ref in self._polls:
+                    self._collect_graded(runner, ref)
+                else:
+                    self._collect(runner, ref)
+            self._forward_cancels(runner)
+            runner._tick()
 
     def _broadcast(self, method: str) -> None:
         for node in self.nodes.values():
@@ -499,7 +506,7 @@ class RayExecutor:
     @staticmethod
     def _emit_step(runner, flight: _Flight, i: int, d: dict[str, Any]) -> None:
         if i >= flight.emitted:  # each step once
-            runner.events.emit("step", rollout_id=flight.rollout_id, **d)
+            runner._emit("step", rollout_id=flight.rollout_id, **d)
             flight.emitted = i + 1
 
     def _forward_cancels(self, runner) -> None:
@@ -625,7 +632,9 @@ class RayExecutor:
         example = out["example"]
         try:
             runner.record(example, out.get("elapsed", 0.0), out.get("tokens"))
-        except Exception as exc:  # e.g. the disk is full: the run itself is broken
+        except StoreWriteError:  # the loop ends the run (runner._write_failed)
+            raise
+        except Exception as exc:  # the run itself is broken
             log.error("recording %s: %s", rid, traceback.format_exc())
             runner.fatal = runner.fatal or f"{type(exc).__name__}: {exc}"
             runner.request_stop()
