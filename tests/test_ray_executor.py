@@ -301,6 +301,56 @@ def test_a_nodes_slot_takes_its_next_rollout_while_the_patch_is_graded(cluster, 
     assert [e["type"] for e in events].count("rollout_finished") == n
 
 
+def test_a_stop_while_patches_are_graded_records_them_and_cancels_the_agents(cluster, tmp_path: Path) -> None:
+    """Pause, then stop, while evaluations are held: the agents held at the pause gate end
+    cancelled (not recorded), the run waits for the gradings, which are recorded once each —
+    as the thread executor does with its evaluation pool."""
+    k = alive_nodes()
+    n = 4 * k
+    ds = load_dataset(write_dataset(tmp_path, n))
+    out = tmp_path / "stop.json"
+    run_dir = out.with_suffix(".run")
+    tail = EventTail(run_dir / "events.jsonl")
+    seen: list[dict[str, Any]] = []
+    with (
+        ModelServer(ScriptedResponder(scripts_for(n, steps=3)), latency=0.1) as server,
+        HeldEvalServer() as evals,
+    ):
+        runner = make_ray_runner(server, ds, out, workers=k, eval_server=evals.url)
+        t, result = run_in_thread(runner)
+        try:
+            evals.wait_arrived(lambda a: len(a) > k, 60, "gradings held while agents run")
+            runner.control.pause()
+            runner.request_stop()
+
+            def agents_ended() -> bool:  # every rollout is cancelled or waits for its grade
+                seen.extend(tail.read())
+                started = {e["rollout_id"]: e["instance_id"] for e in seen if e["type"] == "rollout_started"}
+                ended = {e["rollout_id"] for e in seen if e["type"] == "rollout_finished"}
+                return all(rid in ended or iid in evals.arrived for rid, iid in started.items())
+
+            wait_until(agents_ended, what="the agents cancelled by the stop")
+            assert t.is_alive(), "the run waits for the patches being graded"
+            assert not (run_dir / "examples.jsonl").read_text()  # nothing graded yet
+            held = set(evals.arrived)
+        finally:
+            evals.release.set()
+            t.join(300)
+    assert not t.is_alive()
+    outcome = result["outcome"]
+    assert outcome.stopped and outcome.exit_code == 130 and outcome.fatal is None
+    lines = [json.loads(x) for x in (run_dir / "examples.jsonl").read_text().splitlines()]
+    assert sorted(d["instance_id"] for d in lines) == sorted(held)  # each held grading, once
+    events = EventTail(run_dir / "events.jsonl").read()
+    started = [e["rollout_id"] for e in events if e["type"] == "rollout_started"]
+    finished = [e for e in events if e["type"] == "rollout_finished"]
+    assert sorted(started) == sorted(e["rollout_id"] for e in finished)  # one end each
+    cancelled = [e for e in finished if e.get("cancelled")]
+    assert cancelled and all(e["cancelled_by"] == "stop" and not e.get("lost") for e in cancelled)
+    assert not {e["rollout_id"] for e in cancelled} & {d["metadata"]["rollout_id"] for d in lines}
+    assert events[-1]["type"] == "run_finished" and events[-1]["status"] == "stopped"
+
+
 def test_a_node_frozen_for_a_while_loses_no_step_and_the_others_go_on(cluster, tmp_path: Path) -> None:
     """A node's actor process is frozen (SIGSTOP) just after one of its rollouts took a step:
     the other nodes' rollouts are recorded meanwhile, and once it goes on every rollout's steps
