@@ -150,8 +150,7 @@ class LocalSandbox:
         # One shell for the whole preparation: with hundreds of worker threads, each Python-level
         # file operation waits for the GIL, while a script's steps do not.
         script = (
-            'mkdir "$ROOT/home"'
-            + ' && mkdir "$ROOT/repo" "$ROOT/tmp"'
+            'mkdir "$ROOT/home" "$ROOT/repo" "$ROOT/tmp"'
             # "$SRC/." copies the folder's contents even when repo_path is a symlink to it.
             # --reflink=auto: a copy-on-write clone where the file system can (btrfs, xfs).
             + (' && cp -a --reflink=auto "$SRC/." "$ROOT/repo/"' if self.repo_src is not None else "")
