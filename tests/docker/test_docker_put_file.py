@@ -96,18 +96,21 @@ def test_grading_with_put_file_matches_the_command_path_in_fewer_execs(docker_ap
         return make
 
     results = {}
-    for key, cls in (("put", Counting), ("cmd", CommandsOnly)):
-        for name, patch in (("git", GIT_FIX), ("plain", PAGER_FIX)):
-            logs[key].clear()
-            res = BuiltinEvaluator(factory(cls, key)).evaluate(_pager().to_dict(), patch, run_id=RUN)
-            results[key, name] = (res, len(logs[key]))
-    for name in ("git", "plain"):
-        (fast, _), (slow, n_slow) = results["put", name], results["cmd", name]
-        assert fast.info["status"] == "correct" and fast.reward == 1.0, fast.info
-        assert _untimed(fast.info) == _untimed(slow.info)
-        assert n_slow == 7
-    assert results["put", "git"][1] == 2  # the one-command check and apply, the tests
-    assert results["put", "plain"][1] == 3  # a plain diff: numstat, apply, tests
+    for key, cls, name, patch in (
+        ("put", Counting, "git", GIT_FIX),
+        ("cmd", CommandsOnly, "git", GIT_FIX),
+        ("put", Counting, "plain", PAGER_FIX),
+    ):
+        logs[key].clear()
+        res = BuiltinEvaluator(factory(cls, key)).evaluate(_pager().to_dict(), patch, run_id=RUN)
+        assert res.info["status"] == "correct" and res.reward == 1.0, res.info
+        results[key, name] = (res, len(logs[key]))
+    (fast, n_fast), (slow, n_slow) = results["put", "git"], results["cmd", "git"]
+    assert _untimed(fast.info) == _untimed(slow.info)
+    assert (n_fast, n_slow) == (2, 7)  # the one-command check and apply, the tests; before: 7 execs
+    assert results["put", "plain"][1] == 3  # a plain diff (no prediction): numstat, apply, tests
+    plain = _untimed(results["put", "plain"][0].info)
+    assert plain == {**_untimed(fast.info), "patch_bytes": len(PAGER_FIX)}  # its own text only
     assert containers_with(docker_api, run_id=RUN) == []
 
 
