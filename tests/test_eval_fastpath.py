@@ -459,3 +459,47 @@ def test_a_lost_numstat_answer_is_an_error_never_no_protected_paths(tmp_path: Pa
     with pytest.raises(SandboxError, match="came back empty"):
         BuiltinEvaluator(_factory(repo, Lossy, log)).evaluate(_inst(), patch)
     assert TESTS not in log, "nothing applied, no tests run"
+
+
+def _running(argv: list[str]) -> bool:
+    want = "\0".join(argv).encode() + b"\0"
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if (proc / "cmdline").read_bytes() == want:
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def test_a_stop_does_not_wait_for_a_prepared_sandboxs_long_setup(tmp_path: Path, monkeypatch) -> None:
+    """Closing a prepared sandbox whose setup_command is still running kills it after a short
+    wait (CLOSE_WAIT_S) instead of waiting it out: a graceful stop must not wait minutes."""
+    private = tmp_path / "tmp"
+    private.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(private))
+    monkeypatch.setattr(builtin_mod, "CLOSE_WAIT_S", 0.2)
+    inst = Instance(
+        instance_id="slow-setup",
+        problem_statement="p",
+        setup_command="touch started && exec sleep 613",
+        eval={"test_command": TESTS},
+    )
+    ev = BuiltinEvaluator(_made_factory(_repo(tmp_path), []), prepare_ahead=True)
+    handle = ev.prepare(inst)
+    with ThreadPoolExecutor(1) as pool:
+        handle.schedule(pool)
+        ticker = threading.Event()
+        for _ in range(3000):  # until the setup_command runs (its file appears in the copy)
+            work = handle.sandbox.work
+            if work is not None and (work / "started").exists():
+                break
+            ticker.wait(0.02)
+        assert handle.state == "starting" and _running(["sleep", "613"])
+        closer = threading.Thread(target=handle.close)
+        closer.start()
+        closer.join(60)
+        assert not closer.is_alive(), "close did not wait out the 613 s setup"
+    assert handle.state == "closed" and handle.sandbox.root is None
+    assert not _running(["sleep", "613"]), "the setup_command was killed"
+    assert list(private.iterdir()) == [], "no sandbox folder left"

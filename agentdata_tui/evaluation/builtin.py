@@ -51,6 +51,7 @@ from agentdata_tui.sandbox import tag_run
 
 SUSPICIOUS_SPEEDUP = 10.0
 OUTPUT_KEEP = 4000  # characters of test/benchmark output kept in evaluation_info
+CLOSE_WAIT_S = 10.0  # a prepared sandbox closed while starting: how long its start may go on
 _CHUNK = 60_000  # base64 characters per command (well below the kernel's 128 KiB per argument)
 
 SandboxFactory = Callable[[Instance], Sandbox]
@@ -315,8 +316,8 @@ class PreparedSandbox:
     (waiting for a start in progress; one still queued is started by the caller, never waited
     for behind other rollouts'; None when the background start failed: the evaluation then makes
     a new one); ``close()`` removes it when the rollout ends without grading — also while it is
-    starting (after the start) or queued (it never starts). Idempotent; once taken, the
-    evaluation closes the sandbox itself.
+    starting (after the start, or closed under a start still busy after ``CLOSE_WAIT_S``, which
+    ends its setup_command) or queued (it never starts). Idempotent; once taken, the evaluation closes the sandbox itself.
     """
 
     def __init__(self, sandbox: Sandbox) -> None:
@@ -392,8 +393,15 @@ class PreparedSandbox:
                 return
             if state != "starting":
                 self._state = "closed"
-        if state == "starting":  # never remove a sandbox under its own start: after it
-            self._done.wait()
+        if state == "starting":
+            # A start ends by itself in moments (a copy), unless its setup_command is long: past
+            # a short wait the sandbox is closed under it, which kills the setup (a stop must not
+            # wait minutes), and closed again once the start has ended, for whatever the start
+            # made meanwhile (a sandbox's close is idempotent).
+            if not self._done.wait(CLOSE_WAIT_S):
+                with contextlib.suppress(Exception):
+                    self.sandbox.close()
+                self._done.wait()
             with self._lock:
                 if self._state in ("taken", "closed"):
                     return
