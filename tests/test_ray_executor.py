@@ -351,6 +351,35 @@ def test_a_stop_while_patches_are_graded_records_them_and_cancels_the_agents(clu
     assert events[-1]["type"] == "run_finished" and events[-1]["status"] == "stopped"
 
 
+def test_ctl_workers_on_a_ray_run_widens_the_nodes_and_starts_no_local_thread(
+    cluster, tmp_path: Path
+) -> None:
+    """``ctl workers N`` reaches the nodes' capacities; before the fix it also started N local
+    worker threads in the driver, which waited forever for a start signal a Ray run never gives."""
+    from agentdata_tui.runner.control import send_command
+
+    k = alive_nodes()
+    n = 6 * k
+    ds = load_dataset(write_dataset(tmp_path, n))
+    out = tmp_path / "widen.json"
+    with ModelServer(ScriptedResponder(scripts_for(n, steps=4)), latency=0.1) as server:
+        runner = make_ray_runner(server, ds, out, workers=k)
+        t, result = run_in_thread(runner)
+        try:
+            wait_until(lambda: server.request_count > k, what="rollouts under way")
+            assert server.max_in_flight <= k
+            answer = send_command(out, "workers", str(2 * k), wait=60)
+            assert answer["ok"], answer
+            wait_until(lambda: server.max_in_flight > k, what="more rollouts at once on the nodes")
+            local = [th.name for th in threading.enumerate() if th.name.startswith("rollout-worker-")]
+            assert not local, local
+        finally:
+            t.join(300)
+    assert not t.is_alive()
+    outcome = result["outcome"]
+    assert outcome.exit_code == 0 and outcome.written == n
+
+
 def test_a_node_frozen_for_a_while_loses_no_step_and_the_others_go_on(cluster, tmp_path: Path) -> None:
     """A node's actor process is frozen (SIGSTOP) just after one of its rollouts took a step:
     the other nodes' rollouts are recorded meanwhile, and once it goes on every rollout's steps

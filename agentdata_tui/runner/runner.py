@@ -444,6 +444,8 @@ class Runner:
 
     def _spawn(self, n: int) -> None:
         """Start ``n`` more worker threads (slot numbers reused, so dashboard rows stay few)."""
+        if self.executor is not None:  # it takes the queue itself (Ray: the nodes' actors)
+            return
         with self._qlock:
             if self._joined:
                 return
