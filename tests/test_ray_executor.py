@@ -312,8 +312,11 @@ def test_a_stop_while_patches_are_graded_records_them_and_cancels_the_agents(clu
     run_dir = out.with_suffix(".run")
     tail = EventTail(run_dir / "events.jsonl")
     seen: list[dict[str, Any]] = []
+    # The first k + 1 tasks are short (graded, then held), the others long: when the stop comes,
+    # each node is in the middle of a long agent.
+    scripts = {**scripts_for(n, steps=40), **scripts_for(k + 1)}
     with (
-        ModelServer(ScriptedResponder(scripts_for(n, steps=3)), latency=0.1) as server,
+        ModelServer(ScriptedResponder(scripts), latency=0.1) as server,
         HeldEvalServer() as evals,
     ):
         runner = make_ray_runner(server, ds, out, workers=k, eval_server=evals.url)
