@@ -234,6 +234,14 @@ def test_a_prepared_sandbox_whose_start_failed_falls_back_to_a_new_one(tmp_path:
     res = ev.evaluate(_setup_inst(), _patch(repo, FIX), prepared=handle)
     assert res.info["status"] == "correct" and res.reward == 1.0
     assert len(made) == 2 and all(sb.root is None for sb in made)
+    # Its turn in the background had not come yet: started by the evaluation, it fails alike
+    # and is replaced alike (the preparation pool's timing must not change a reward; it did).
+    made.clear()
+    ev = BuiltinEvaluator(_made_factory(repo, made, broken_first=True), prepare_ahead=True)
+    late = ev.prepare(_setup_inst())
+    res = ev.evaluate(_setup_inst(), _patch(repo, FIX), prepared=late)
+    assert res.info["status"] == "correct" and res.reward == 1.0
+    assert len(made) == 2 and all(sb.root is None for sb in made)
 
 
 def test_prepare_is_off_by_switch_and_for_instances_without_eval(tmp_path: Path) -> None:
@@ -383,7 +391,12 @@ def test_the_runner_grades_in_sandboxes_prepared_during_the_agent_and_leaves_not
     assert by_id["task-001"].evaluation_info["status"] == "no_patch"
     assert by_id["task-002"].exit_status == "DiffUnavailable"
     assert by_id["task-003"].exit_status == "SandboxError" and "injected" in by_id["task-003"].error
-    assert by_id["task-004"].reward == 1.0 and len(maker.of("task-004", "eval")) == 2, "fell back"
+    assert by_id["task-004"].reward == 1.0 and len(maker.of("task-004", "eval")) == 2, (
+        "fell back",
+        by_id["task-004"].reward,
+        by_id["task-004"].evaluation_info,
+        maker.of("task-004", "eval"),
+    )
     assert all(sb.root is None for _, _, sb in maker.made), "every sandbox closed"
     assert sorted(p.name for p in private.iterdir()) == [], "no sandbox folder or patch file left"
 

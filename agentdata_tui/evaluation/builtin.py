@@ -364,8 +364,10 @@ class PreparedSandbox:
             self._done.set()
 
     def take(self) -> Sandbox | None:
-        """The started sandbox (the caller closes it), or None (its background start failed).
-        A start run here raises what it raised, as a fresh sandbox's would."""
+        """The started sandbox (the caller closes it), or None (its start failed: the caller
+        grades in a new one). Started here when its turn in the background has not come yet;
+        a failure is then the same as a failure in the background (whether the preparation
+        pool got to it first must not change the outcome)."""
         with self._lock:
             state = self._state
             if state in ("new", "queued"):
@@ -374,9 +376,6 @@ class PreparedSandbox:
                 return None
         if state in ("new", "queued"):
             self._start()
-            if self.error is not None:
-                self.close()
-                raise self.error
         self._done.wait()
         with self._lock:
             if self._state == "ready":

@@ -52,6 +52,8 @@ class RolloutParts:
     track: Callable[[Sandbox, bool], None] = lambda sb, live: None  # live sandboxes (for an abort)
     redact: Callable[[str], str] = lambda s: s
     aborting: Callable[[], bool] = lambda: False
+    # evaluation sandboxes prepared ahead; None: on ``starter`` (behind every rollout's own start)
+    preparer: ThreadPoolExecutor | None = None
 
 
 def step_event(d: dict[str, Any]) -> dict[str, Any]:
@@ -118,7 +120,8 @@ def execute_rollout(
         prepared = _prepare_evaluation(parts.evaluator, inst, run_id, rollout_id)
         # The evaluation's sandbox is queued once the rollout's own has started: every rollout's
         # own start goes first on the bounded pool, and a failed one leaves nothing to prepare.
-        then = (lambda: prepared.schedule(parts.starter)) if prepared is not None else None
+        pool = parts.preparer or parts.starter
+        then = (lambda: prepared.schedule(pool)) if prepared is not None else None
         sandbox = OverlappedStart(inner, timings, parts.starter, then=then)
         parts.track(sandbox, True)
         sandbox.start()  # in the background: it overlaps the first model call
