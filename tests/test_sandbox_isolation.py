@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+from host_procs import host_pids_with
 from servers.model_server import ModelServer, ScriptedResponder
 
 from agentdata_tui.config import EnvironmentConfig
@@ -216,19 +217,6 @@ def test_without_bubblewrap_a_real_model_is_refused_in_one_line(tmp_path: Path, 
         bwrap_path.cache_clear()
 
 
-def _host_pids_with(arg: str) -> list[int]:
-    pids = []
-    for p in Path("/proc").glob("[0-9]*"):
-        try:
-            cmdline = (p / "cmdline").read_bytes().split(b"\0")
-            state = (p / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if arg.encode() in cmdline and state not in ("Z", "X"):
-            pids.append(int(p.name))
-    return pids
-
-
 def test_a_runner_killed_with_sigkill_leaves_no_sandboxed_process(tmp_path: Path, launch_mode: str) -> None:
     """Nothing a command started (backgrounded included) outlives a runner killed with SIGKILL."""
     child = (
@@ -245,17 +233,17 @@ def test_a_runner_killed_with_sigkill_leaves_no_sandboxed_process(tmp_path: Path
     try:
         assert proc.stdout.readline().strip() == "started"
         deadline = time.monotonic() + 30
-        while not (_host_pids_with("300.9191") and _host_pids_with("300.9192")):
+        while not (host_pids_with("300.9191") and host_pids_with("300.9192")):
             assert time.monotonic() < deadline, "the sandboxed commands never started"
             time.sleep(0.02)
         proc.kill()  # SIGKILL: no cleanup code of ours runs
         proc.wait()
         deadline = time.monotonic() + 10
-        while (_host_pids_with("300.9191") or _host_pids_with("300.9192")) and time.monotonic() < deadline:
+        while (host_pids_with("300.9191") or host_pids_with("300.9192")) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert _host_pids_with("300.9191") == [] and _host_pids_with("300.9192") == []
+        assert host_pids_with("300.9191") == [] and host_pids_with("300.9192") == []
     finally:
         if proc.poll() is None:
             proc.kill()
-        for pid in _host_pids_with("300.9191") + _host_pids_with("300.9192"):
+        for pid in host_pids_with("300.9191") + host_pids_with("300.9192"):
             os.kill(pid, 9)

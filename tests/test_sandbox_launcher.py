@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import threading
 import time
-from pathlib import Path
 
 import pytest
+from host_procs import host_pids_with
 
 from agentdata_tui.config import EnvironmentConfig
 from agentdata_tui.dataset import Instance
@@ -36,19 +36,6 @@ def sb():
     box.close()
 
 
-def _host_pids_with(arg: str) -> list[int]:
-    pids = []
-    for p in Path("/proc").glob("[0-9]*"):
-        try:
-            cmdline = (p / "cmdline").read_bytes().split(b"\0")
-            state = (p / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if arg.encode() in cmdline and state not in ("Z", "X"):
-            pids.append(int(p.name))
-    return pids
-
-
 def test_nothing_a_command_starts_outlives_it(sb: LocalSandbox) -> None:
     # A daemon in every disguise: backgrounded, nohup'd, in a new session, double-forked.
     res = sb.execute(
@@ -58,7 +45,7 @@ def test_nothing_a_command_starts_outlives_it(sb: LocalSandbox) -> None:
     )
     assert res.returncode == 0 and res.output == "started\n" and res.exec_time_s < 30
     for arg in ("300.4241", "300.4242", "300.4243", "300.4244"):
-        assert _host_pids_with(arg) == [], arg
+        assert host_pids_with(arg) == [], arg
     # ... and the next command sees no trace of them either.
     seen = sb.execute("ps -eo args 2>/dev/null || cat /proc/[0-9]*/cmdline").output
     assert "300.424" not in seen
@@ -97,7 +84,7 @@ def test_a_launcher_killed_from_outside_is_replaced(sb: LocalSandbox) -> None:
     threading.Timer(0.5, lambda: os.kill(first._init_pid, signal.SIGKILL)).start()
     res = sb.execute("sleep 300.4262; echo survived", timeout=60)
     assert res.returncode == -9 and "survived" not in res.output and res.exec_time_s < 30
-    assert _host_pids_with("300.4262") == []
+    assert host_pids_with("300.4262") == []
     after = sb.execute("cat kept.txt")
     assert after.output == "kept\n" and sb._launcher is not first
 
@@ -134,13 +121,13 @@ def test_closing_the_sandbox_ends_a_running_command_at_once(sb: LocalSandbox) ->
     worker = threading.Thread(target=run)
     worker.start()
     deadline = time.monotonic() + 30
-    while not _host_pids_with("300.4271"):
+    while not host_pids_with("300.4271"):
         assert time.monotonic() < deadline, "the command never started"
         time.sleep(0.02)
     sb.close()
     assert done.wait(30), "execute did not return after close"
     worker.join()
-    assert _host_pids_with("300.4271") == []
+    assert host_pids_with("300.4271") == []
     if "res" in result:
         assert result["res"].returncode != 0
 

@@ -639,18 +639,8 @@ class RayExecutor:
             runner.fatal = runner.fatal or f"{type(exc).__name__}: {exc}"
             runner.request_stop()
             return
-        kind = (example.metadata or {}).get("error_kind")
-        if example.error is not None and kind and task.retries_left > 0 and not runner._stop.is_set():
-            # As the thread executor: N more tries per invocation (``Task.retries_left``, set by
-            # the plan), and an attempt whose only failure was its evaluation is graded again
-            # from its patch, without running the agent again.
-            again = Task(
-                task.instance,
-                task.sample_index,
-                task.attempt + 1,
-                retries_left=task.retries_left - 1,
-                regrade=example if kind == "evaluation" else None,
-            )
+        again = task.retry(example) if not runner._stop.is_set() else None
+        if again is not None:  # the thread executor's rule (Task.retry)
             with runner._count_lock:
                 runner._counts["retried"] += 1
             with runner._qlock:

@@ -610,17 +610,11 @@ class Runner:
                     self.fatal = self.fatal or f"{type(exc).__name__}: {exc}"
                     self.request_stop()
                     return
-                kind = (example.metadata or {}).get("error_kind")
-                if example.error is not None and kind and task.retries_left > 0 and not self._stop.is_set():
+                again = task.retry(example) if not self._stop.is_set() else None
+                if again is not None:
                     with self._count_lock:
                         self._counts["retried"] += 1
-                    task = Task(
-                        task.instance,
-                        task.sample_index,
-                        task.attempt + 1,
-                        retries_left=task.retries_left - 1,
-                        regrade=example if kind == "evaluation" else None,  # the rollout itself was fine
-                    )
+                    task = again
                     continue
                 with self._qlock:
                     self._by_pair.pop((task.instance.instance_id, task.sample_index), None)
@@ -630,15 +624,8 @@ class Runner:
         """After a graded attempt: queue the next attempt of an errored pair (``--retry-errors``),
         by the worker loop's rule: the pair's budget this invocation (``retries_left``), and an
         attempt whose only failure was its evaluation graded again from its patch."""
-        kind = (example.metadata or {}).get("error_kind")
-        if example.error is not None and kind and task.retries_left > 0 and not self._stop.is_set():
-            again = Task(
-                task.instance,
-                task.sample_index,
-                task.attempt + 1,
-                retries_left=task.retries_left - 1,
-                regrade=example if kind == "evaluation" else None,  # the rollout itself was fine
-            )
+        again = task.retry(example) if not self._stop.is_set() else None
+        if again is not None:
             with self._count_lock:
                 self._counts["retried"] += 1
             with self._qlock:

@@ -49,6 +49,22 @@ class Task:
     retries_left: int = 0  # --retry-errors: more tries this invocation gives this pair
     regrade: Example | None = None  # an attempt whose evaluation failed: grade its patch again
 
+    def retry(self, example: Example) -> Task | None:
+        """The next attempt of this pair after ``example`` (``--retry-errors``), or None: an
+        errored attempt with budget left this invocation is tried again, and one whose only
+        failure was its evaluation is graded again from its patch (the rollout itself was fine).
+        The caller also checks the run is not stopping."""
+        kind = (example.metadata or {}).get("error_kind")
+        if example.error is None or not kind or self.retries_left <= 0:
+            return None
+        return Task(
+            self.instance,
+            self.sample_index,
+            self.attempt + 1,
+            retries_left=self.retries_left - 1,
+            regrade=example if kind == "evaluation" else None,
+        )
+
 
 @dataclass
 class RunOutcome:
