@@ -87,6 +87,12 @@ def test_a_launcher_killed_from_outside_is_replaced(sb: LocalSandbox) -> None:
     assert host_pids_with("300.4262") == []
     after = sb.execute("cat kept.txt")
     assert after.output == "kept\n" and sb._launcher is not first
+    # ... and between two commands, too.
+    second = sb._launcher
+    assert second is not None and second._init_pid is not None
+    os.kill(second._init_pid, signal.SIGKILL)
+    second._proc.wait(10)
+    assert sb.execute("cat kept.txt").output == "kept\n" and sb._launcher is not second
 
 
 def test_the_launcher_cannot_be_read_or_traced(sb: LocalSandbox) -> None:

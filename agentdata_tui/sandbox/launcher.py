@@ -112,6 +112,7 @@ class Launcher:
             )
         except OSError as exc:
             ours.close()
+            os.close(info_r)
             raise LauncherUnavailable(f"cannot run bubblewrap: {exc}") from exc
         finally:
             theirs.close()
@@ -167,6 +168,9 @@ class Launcher:
             msg = _run_message(argv, env, cwd)
             try:
                 socket.send_fds(self._sock, [msg], fds)
+            except (BrokenPipeError, ConnectionResetError):  # it died while idle: a new one
+                self._died()
+                raise LauncherUnavailable("the launcher is gone") from None
             finally:
                 for fd in fds:
                     os.close(fd)
