@@ -403,3 +403,26 @@ def test_environment_proxies_read_once_and_no_proxy_honoured(monkeypatch):
     monkeypatch.setenv("NO_PROXY", "gpu1.example")
     bypass = OpenAIModel("http://gpu1.example:8000/v1", None, "m", ModelConfig())
     assert "http" not in bypass._session.proxies
+
+
+def test_a_redirect_is_a_model_error_naming_where_not_followed(server):
+    """A POST is never re-sent elsewhere behind the user's back (requests turned a 302 into a
+    GET): the user is told where the server points, once, without retries."""
+    target = server.base_url + "/chat/completions"
+    server.add_faults(("status", 307, {"Location": target}))
+    model = make_model(server)
+    with pytest.raises(ModelError, match=r"HTTP 307, a redirect to .*chat/completions: use that --base-url"):
+        model.query(MESSAGES)
+    assert len(server.chat_requests()) == 1
+
+
+def test_each_request_carries_its_own_body_and_length(server):
+    """Requests are copies of one prepared template: no body or length leaks between calls."""
+    model = make_model(server)
+    model.query([{"role": "user", "content": "a" * 5000}])
+    model.query([{"role": "user", "content": "short"}])
+    first, second = server.chat_requests()
+    assert first.body["messages"][0]["content"] == "a" * 5000
+    assert second.body["messages"][0]["content"] == "short"
+    assert int(second.headers["Content-Length"]) == len(second.raw)
+    assert second.headers["Authorization"] == f"Bearer {KEY}"

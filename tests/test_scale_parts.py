@@ -76,3 +76,77 @@ def test_evaluation_overlaps_the_next_rollout(tmp_path: Path, unisolated) -> Non
     for iid in ("task-000", "task-001"):
         assert by_id[iid]["evaluation_info"]["status"] == "correct" and by_id[iid]["success"]
     assert by_id["task-002"]["success"] and marker.exists()
+
+
+def test_local_gradings_are_bounded_eval_server_and_docker_ones_are_not(tmp_path: Path) -> None:
+    from agentdata_tui.runner.components import grading_slots
+
+    ds = load_dataset(write_dataset(tmp_path, 1))
+    config = load_config()
+    local = evaluator_for("local", sandbox_maker(ds, config))
+    assert 4 <= local.concurrency <= 64 and grading_slots(local, 1024) == local.concurrency
+    assert grading_slots(local, 2) == 2
+    docker = evaluator_for("local", sandbox_maker(ds, config, environment_class="docker"))
+    assert docker.concurrency is None and grading_slots(docker, 1024) == 1024
+    server = evaluator_for("http://127.0.0.1:9", sandbox_maker(ds, config))
+    assert grading_slots(server, 512) == 512
+
+
+def test_the_runner_grades_no_more_at_once_than_the_evaluator_allows(tmp_path: Path) -> None:
+    """Six agents done, a bound of two: two gradings run while four wait their turn; all six are
+    graded (nothing dropped by the bound)."""
+    import threading
+
+    from servers.model_server import ModelServer, ScriptedResponder
+    from test_runner import make_runner, scripts_for
+
+    extra = {
+        f"task-{i:03d}": {"eval": {"test_command": "grep -q data out.txt", "timeout": 60}} for i in range(6)
+    }
+    ds = load_dataset(write_dataset(tmp_path, 6, extra=extra))
+
+    class Bounded:
+        def __init__(self, inner) -> None:
+            self.inner = inner
+            self.concurrency = 2
+            self.cond = threading.Condition()
+            self.inside = self.peak = 0
+            self.release = threading.Event()
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+        def evaluate(self, *args, **kwargs):
+            with self.cond:
+                self.inside += 1
+                self.peak = max(self.peak, self.inside)
+                self.cond.notify_all()
+            try:
+                assert self.release.wait(60)
+                return self.inner.evaluate(*args, **kwargs)
+            finally:
+                with self.cond:
+                    self.inside -= 1
+
+    with ModelServer(ScriptedResponder(scripts_for(6))) as server:
+        maker = sandbox_maker(ds, load_config())
+        evaluator = Bounded(evaluator_for("local", maker))
+        runner = make_runner(server, ds, tmp_path / "o.json", workers=6, make=maker)
+        runner = type(runner)(runner.spec, model=runner.model, evaluator=evaluator, make_sandbox=maker)
+        result: list = []
+        t = threading.Thread(target=lambda: result.append(runner.run()))
+        t.start()
+        ok = False
+        with evaluator.cond:
+            for _ in range(1200):  # the queue's length has no event of its own: looked at every 50 ms
+                ok = evaluator.inside == 2 and runner._grader.pending == 4
+                if ok:
+                    break
+                evaluator.cond.wait(0.05)
+        queued = runner._grader.pending
+        evaluator.release.set()
+        t.join(120)
+    assert ok, (evaluator.inside, queued)
+    assert evaluator.peak == 2
+    (outcome,) = result
+    assert outcome.counts["finished"] == 6 and outcome.counts["successful"] == 6

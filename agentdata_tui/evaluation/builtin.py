@@ -40,7 +40,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import Executor
 from typing import Any
 
 from agentdata_tui.dataset import EvalSpec, Instance
@@ -83,6 +82,7 @@ class BuiltinEvaluator:
     def __init__(self, sandbox_factory: SandboxFactory, *, prepare_ahead: bool = False) -> None:
         self.sandbox_factory = sandbox_factory
         self.prepare_ahead = prepare_ahead
+        self.concurrency: int | None = None  # gradings at once a runner should allow (None: any)
 
     def prepare(self, instance: dict[str, Any] | Instance, *, run_id: str = "") -> PreparedSandbox | None:
         """A fresh evaluation sandbox for ``instance``, not started yet: ``schedule(pool)`` starts
@@ -332,7 +332,7 @@ class PreparedSandbox:
     def state(self) -> str:
         return self._state
 
-    def schedule(self, pool: Executor) -> None:
+    def schedule(self, pool: Any) -> None:  # anything with submit(fn): runner.workpool.WorkPool
         with self._lock:
             if self._state != "new":
                 return

@@ -295,6 +295,10 @@ class OpenAIModel:
         self._body = self._static_body(config, temperature, max_tokens)
         kw_headers = config.model_kwargs.get("extra_headers") or {}
         self._session = _session(self._url, self._key, pool_size, {**kw_headers, **config.extra_headers})
+        self._adapter = self._session.get_adapter(self._url)
+        self._prepared = self._session.prepare_request(
+            requests.Request("POST", self._url, headers={"Content-Type": "application/json"}, data=b"")
+        )
         limit = config.max_concurrent_requests
         self._semaphore = threading.BoundedSemaphore(limit) if limit > 0 else None
         timeout = config.model_kwargs.get("timeout") or config.request_timeout
@@ -394,13 +398,21 @@ class OpenAIModel:
         return min(self.backoff_max, self.backoff_base * (2**attempt)) * (0.5 + random.random())
 
     def _post(self, data: bytes) -> requests.Response:
+        # Straight to the session's adapter with a copy of a request prepared once: what
+        # Session.post adds per call (merging settings, cookies, hooks, redirects) cost more
+        # CPU than the HTTP exchange itself, once per step of every rollout. A redirect is
+        # not followed (a POST turned into a GET would fail in a stranger way): _parse says so.
         call = self._watchdog.begin(self.read_timeout)
+        request = self._prepared.copy()
+        request.prepare_body(data, None)
+        s = self._session
         try:
-            return self._session.post(
-                self._url,
-                data=data,
-                headers={"Content-Type": "application/json"},
+            return self._adapter.send(
+                request,
                 timeout=(min(self.connect_timeout, self.read_timeout), self.read_timeout),
+                verify=s.verify,
+                cert=s.cert,
+                proxies=s.proxies,
             )
         except requests.RequestException as exc:
             if call.reason == "stopped" or self._closed.is_set():
@@ -415,6 +427,13 @@ class OpenAIModel:
 
     def _parse(self, resp: requests.Response, latency: float) -> ModelResponse:
         status = resp.status_code
+        if 300 <= status < 400:
+            where = resp.headers.get("Location") or "?"
+            raise ModelError(
+                self._scrub(
+                    f"model server answered HTTP {status}, a redirect to {where}: use that --base-url"
+                )
+            )
         if status >= 400:
             message, code = _error_message(resp)
             message = self._scrub(message)

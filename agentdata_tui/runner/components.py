@@ -54,7 +54,18 @@ def sandbox_maker(
     # Containers wait on a Docker daemon, not on our CPUs: no bound beyond the workers.
     if kind == "local":
         make.start_concurrency = max(8, 4 * (os.cpu_count() or 1))  # type: ignore[attr-defined]
+        # Gradings in local sandboxes run on this machine's CPUs too: past a few per core more
+        # at once only slow each other (and the rollouts still running) down, and a test's
+        # timeout must not depend on how many others happen to be graded beside it.
+        make.grade_concurrency = max(4, 2 * (os.cpu_count() or 1))  # type: ignore[attr-defined]
     return make
+
+
+def grading_slots(evaluator: Evaluator, workers: int) -> int:
+    """How many gradings run at once: the evaluator's bound (local sandboxes: a few per core),
+    else one per worker (an eval server's or a Docker daemon's machine does the work)."""
+    bound = getattr(evaluator, "concurrency", None)
+    return max(1, min(workers, bound) if bound else workers)
 
 
 def evaluator_for(
@@ -79,4 +90,5 @@ def evaluator_for(
     evaluator = make_evaluator(eval_server, factory, token=token, pool_size=pool_size)
     if isinstance(evaluator, BuiltinEvaluator):
         evaluator.prepare_ahead = bool(getattr(make, "prepare_eval_sandbox", False))
+        evaluator.concurrency = getattr(make, "grade_concurrency", None)
     return evaluator

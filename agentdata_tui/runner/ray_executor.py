@@ -33,16 +33,17 @@ import logging
 import threading
 import time
 import traceback
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from agentdata_tui.errors import UserError
 from agentdata_tui.interfaces import RolloutCancelled
+from agentdata_tui.runner.components import grading_slots
 from agentdata_tui.runner.control import RunControl
 from agentdata_tui.runner.rollout import PendingEvaluation, RolloutParts, execute_rollout, step_event
 from agentdata_tui.runner.spec import Task
 from agentdata_tui.runner.store import StoreWriteError
+from agentdata_tui.runner.workpool import WorkPool
 
 log = logging.getLogger("agentdata_tui.runner")
 DRAIN_S = 0.5
@@ -81,7 +82,7 @@ class PartsRecipe:
     secrets: list[str] = field(default_factory=list)
     served_name: str | None = None  # the model name requests carry (client.served_model_name)
 
-    def build(self, workers: int) -> tuple[RolloutParts, ThreadPoolExecutor]:
+    def build(self, workers: int) -> tuple[RolloutParts, WorkPool]:
         from agentdata_tui.model.pool import build_model
         from agentdata_tui.runner.components import evaluator_for, sandbox_maker
         from agentdata_tui.runner.store import Redactor
@@ -103,7 +104,7 @@ class PartsRecipe:
             docker_servers=self.docker_servers,
         )
         evaluator = evaluator_for(self.eval_server, make, token=self.eval_token, pool_size=workers)
-        closer = ThreadPoolExecutor(max_workers=max(1, min(8, workers)), thread_name_prefix="sandbox-close")
+        closer = WorkPool(max(1, min(8, workers)), "sandbox-close")
 
         def close_later(sb) -> None:
             def close() -> None:
@@ -117,9 +118,7 @@ class PartsRecipe:
 
         # As the thread executor: local sandboxes are prepared a few at a time (this node's CPUs).
         starts = getattr(make, "start_concurrency", None) or workers
-        starter = ThreadPoolExecutor(
-            max_workers=max(1, min(workers, starts)), thread_name_prefix="sandbox-start"
-        )
+        starter = WorkPool(max(1, min(workers, starts)), "sandbox-start")
         parts = RolloutParts(
             config=self.config,
             model=model,
@@ -153,7 +152,7 @@ class RolloutActor:
         self.node_id = import_ray().get_runtime_context().get_node_id()
         self.metadata = {**(metadata or {}), "node": self.node_id[:12], "host": self.host}
         # Finished agents' patches are graded here while their slots run the next rollouts.
-        self._grader = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="evaluate")
+        self._grader = WorkPool(grading_slots(self.parts.evaluator, workers), "evaluate")
         self._graded: list[tuple[str, dict[str, Any]]] = []
         self._graded_cv = threading.Condition()
 

@@ -15,7 +15,6 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +32,7 @@ from agentdata_tui.interfaces import (
 from agentdata_tui.records import Example
 from agentdata_tui.runner.spec import SandboxMaker, Task
 from agentdata_tui.runner.store import StoreWriteError
+from agentdata_tui.runner.workpool import WorkPool
 from agentdata_tui.sandbox import tag_run
 
 log = logging.getLogger("agentdata_tui.runner")
@@ -47,13 +47,13 @@ class RolloutParts:
     model: Model
     evaluator: Evaluator
     make_sandbox: SandboxMaker
-    starter: ThreadPoolExecutor  # sandbox starts, overlapping the first model call
+    starter: WorkPool  # sandbox starts, overlapping the first model call
     close_later: Callable[[Sandbox], None]  # sandbox removal, off the critical path
     track: Callable[[Sandbox, bool], None] = lambda sb, live: None  # live sandboxes (for an abort)
     redact: Callable[[str], str] = lambda s: s
     aborting: Callable[[], bool] = lambda: False
     # evaluation sandboxes prepared ahead; None: on ``starter`` (behind every rollout's own start)
-    preparer: ThreadPoolExecutor | None = None
+    preparer: WorkPool | None = None
 
 
 def step_event(d: dict[str, Any]) -> dict[str, Any]:
@@ -142,8 +142,10 @@ def execute_rollout(
         token_calls = list(getattr(result, "tokens", None) or [])
         error_kind = ERROR_KINDS.get(exit_status) if error else None
         if exit_status != "SandboxError":
+            t = time.monotonic()
             try:
                 patch, diff_truncated = sandbox.diff()
+                timings["diff_s"] = round(time.monotonic() - t, 3)
             except DiffUnavailable as exc:  # the agent destroyed the base: its failure, reward 0
                 exit_status, no_diff = DiffUnavailable.exit_status, str(exc)
             except SandboxError:
@@ -308,7 +310,7 @@ class OverlappedStart:
         self,
         inner: Sandbox,
         timings: dict[str, float],
-        pool: ThreadPoolExecutor,
+        pool: WorkPool,
         *,
         then: Callable[[], None] | None = None,
     ) -> None:

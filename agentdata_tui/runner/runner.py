@@ -24,7 +24,6 @@ import threading
 import time
 import traceback
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +32,13 @@ from agentdata_tui.errors import UserError
 from agentdata_tui.events import EventTail, EventWriter, cut
 from agentdata_tui.interfaces import Evaluator, Model, RolloutCancelled, Sandbox
 from agentdata_tui.records import Example
+from agentdata_tui.runner.components import grading_slots
 from agentdata_tui.runner.control import ControlReader, RunControl
 from agentdata_tui.runner.counts import RunCounts
 from agentdata_tui.runner.rollout import PendingEvaluation, RolloutParts, execute_rollout, step_event
 from agentdata_tui.runner.spec import RunListener, RunOutcome, RunSpec, SandboxMaker, Task
 from agentdata_tui.runner.store import Redactor, RunLock, RunStore, StoreWriteError
+from agentdata_tui.runner.workpool import WorkPool
 
 log = logging.getLogger("agentdata_tui.runner")
 ENDPOINT_EVENT_S = 5.0  # how often an endpoint pool's figures go to the event log
@@ -89,21 +90,16 @@ class Runner:
         # Sandbox preparation runs behind each rollout's first model call, a bounded number at a
         # time when the maker says its starts cost this machine's CPU (local copies).
         starts = getattr(make_sandbox, "start_concurrency", None) or spec.workers
-        self._starter = ThreadPoolExecutor(
-            max_workers=max(1, min(spec.workers, starts)), thread_name_prefix="sandbox-start"
-        )
+        self._starter = WorkPool(max(1, min(spec.workers, starts)), "sandbox-start")
         # Evaluation sandboxes prepared ahead (a copy, setup_command, a namespace: the same CPU as
         # a rollout's own) go one core's worth at a time: only the machine's spare time is theirs.
         # With a thousand rollouts starting at once, preparing them beside the rollouts' own
         # sandboxes doubled the ramp-up; one not ready when its patch comes is started by the grader.
-        self._preparer = ThreadPoolExecutor(
-            max_workers=max(1, min(spec.workers, starts, (os.cpu_count() or 1) // 2)),
-            thread_name_prefix="eval-prepare",
+        self._preparer = WorkPool(
+            max(1, min(spec.workers, starts, (os.cpu_count() or 1) // 2)), "eval-prepare"
         )
         self._go = threading.Event()
-        self._closer = ThreadPoolExecutor(
-            max_workers=max(1, min(8, spec.workers)), thread_name_prefix="sandbox-close"
-        )
+        self._closer = WorkPool(max(1, min(8, spec.workers)), "sandbox-close")
         self.fatal: str | None = None  # what broke the run itself, if anything
         self.write_error: StoreWriteError | None = None  # the first write that failed
         self.lock: RunLock | None = None
@@ -113,7 +109,7 @@ class Runner:
         self._free_slots: list[int] = []
         self._n_workers = 0  # worker threads that have not decided to end
         self._grading = 0  # finished agents whose patch the evaluation pool is grading
-        self._grader = ThreadPoolExecutor(max_workers=max(1, spec.workers), thread_name_prefix="evaluate")
+        self._grader = WorkPool(grading_slots(evaluator, spec.workers), "evaluate")
         self._joined = False
         self._by_pair: dict[tuple[str, int], Task] = {}  # pairs running or queued in this session
         self._endpoints_emitted = 0.0
@@ -159,6 +155,7 @@ class Runner:
             if module is not None:
                 with contextlib.suppress(Exception):
                     module.close_all()
+        _remove_templates()
 
     def _emit(self, type_: str, **fields: Any) -> None:
         """Every event of the run: to the log (a failed write is a StoreWriteError) and the counts."""
@@ -306,6 +303,7 @@ class Runner:
             self._starter.shutdown(wait=True)
             self._preparer.shutdown(wait=True)
             self._closer.shutdown(wait=True)  # every sandbox is gone before the run says it ended
+            _remove_templates()  # and the copies local sandboxes were made from
             stopped = self._stop.is_set()
             elapsed = round(time.monotonic() - t_start, 3)
             counts = self.counts()
@@ -787,6 +785,14 @@ class _RedactingEventWriter(EventWriter):
         if self._redact.secrets:
             fields = {k: self._redact(v) if isinstance(v, str) else v for k, v in fields.items()}
         return super().emit(type_, **fields)
+
+
+def _remove_templates() -> None:
+    """The local sandboxes' templates (sandbox/local.py), when this process made any."""
+    module = sys.modules.get("agentdata_tui.sandbox.local")
+    if module is not None:
+        with contextlib.suppress(Exception):
+            module.remove_templates()
 
 
 def _read_all_events(path: Path) -> list[dict[str, Any]]:

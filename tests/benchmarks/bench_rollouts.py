@@ -233,7 +233,13 @@ def run_setting(
 
 def _timings(path: Path) -> dict[str, float]:
     """Mean and 95th percentile of each phase over the recorded rollouts."""
-    phases: dict[str, list[float]] = {"sandbox_start_s": [], "agent_s": [], "eval_s": [], "total_s": []}
+    phases: dict[str, list[float]] = {
+        "sandbox_start_s": [],
+        "agent_s": [],
+        "diff_s": [],
+        "eval_s": [],
+        "total_s": [],
+    }
     with open(path, encoding="utf-8") as fh:
         for line in fh:
             t = (json.loads(line).get("metadata") or {}).get("timings") or {}
@@ -312,7 +318,8 @@ def main() -> int:
             f"{r['load_avg']:.1f} at the end\n"
             f"    peak RSS {r['peak_rss_mb']:.0f} MB; time per rollout, mean / p95: sandbox preparation "
             f"{r['sandbox_start_s_mean']:.2f} / {r['sandbox_start_s_p95']:.2f}s (behind the first model call), "
-            f"agent {r['agent_s_mean']:.2f} / {r['agent_s_p95']:.2f}s, evaluation {r['eval_s_mean']:.2f} / "
+            f"agent {r['agent_s_mean']:.2f} / {r['agent_s_p95']:.2f}s, diff {r['diff_s_mean']:.2f} / "
+            f"{r['diff_s_p95']:.2f}s, evaluation {r['eval_s_mean']:.2f} / "
             f"{r['eval_s_p95']:.2f}s, whole {r['total_s_mean']:.2f} / {r['total_s_p95']:.2f}s; "
             f"final write {r['final_write_s']:.2f}s",
             flush=True,
