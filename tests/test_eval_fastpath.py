@@ -30,7 +30,7 @@ from agentdata_tui.runner.components import evaluator_for, sandbox_maker
 from agentdata_tui.runner.rollout import RolloutParts, execute_rollout
 from agentdata_tui.runner.spec import Task
 from agentdata_tui.sandbox import SandboxContext
-from agentdata_tui.sandbox.local import LocalSandbox
+from agentdata_tui.sandbox.local import LocalSandbox, remove_templates
 
 TESTS = "python3 -m unittest -q test_calc"
 FIX = "sed -i 's/a - b/a + b/' calc.py"
@@ -279,6 +279,7 @@ def test_closing_a_queued_or_starting_prepared_sandbox_leaves_nothing(tmp_path: 
         queued.schedule(pool)
         queued.close()
         gate.set()
+    remove_templates()  # the copies sandboxes start from: a run removes them at its end; here no run ends
     assert queued.state == "closed" and made[0].root is None and list(private.iterdir()) == []
 
     entered, go = threading.Event(), threading.Event()
@@ -301,6 +302,7 @@ def test_closing_a_queued_or_starting_prepared_sandbox_leaves_nothing(tmp_path: 
         go.set()
         closer.join(60)
     assert starting.state == "closed" and starting.sandbox.root is None
+    remove_templates()  # the copies sandboxes start from: a run removes them at its end; here no run ends
     assert list(private.iterdir()) == [], "no sandbox folder left"
 
 
@@ -415,6 +417,7 @@ def test_the_runner_grades_in_sandboxes_prepared_during_the_agent_and_leaves_not
         again, _ = execute_rollout(
             parts, task, "r-1", "run", 0, on_step=lambda d: None, should_stop=lambda: False
         )
+    remove_templates()  # the copies sandboxes start from: a run removes them at its end; here no run ends
     assert again.reward == 1.0 and [k for _, k, _ in maker.made[before:]] == ["eval"]
     assert all(sb.root is None for _, _, sb in maker.made) and list(private.iterdir()) == []
 
@@ -515,4 +518,5 @@ def test_a_stop_does_not_wait_for_a_prepared_sandboxs_long_setup(tmp_path: Path,
         assert not closer.is_alive(), "close did not wait out the 613 s setup"
     assert handle.state == "closed" and handle.sandbox.root is None
     assert not _running(["sleep", "613"]), "the setup_command was killed"
+    remove_templates()  # the copies sandboxes start from: a run removes them at its end; here no run ends
     assert list(private.iterdir()) == [], "no sandbox folder left"

@@ -17,7 +17,7 @@ from agentdata_tui.config import load_config
 from agentdata_tui.dataset import load_dataset
 from agentdata_tui.procs import pid_alive
 from agentdata_tui.runner.components import evaluator_for, sandbox_maker
-from agentdata_tui.sandbox.local import sweep_patch_files
+from agentdata_tui.sandbox.local import remove_templates, sweep_patch_files
 
 REPO = Path(__file__).resolve().parents[1]
 PATCH = (
@@ -43,6 +43,8 @@ def test_an_evaluation_leaves_no_patch_file(tmp_path: Path, monkeypatch) -> None
     ev = evaluator_for("local", sandbox_maker(ds, load_config()))
     res = ev.evaluate(ds.instances[0].to_dict(), PATCH)
     assert res.info["status"] == "correct"
+    assert [n for n in _leftovers(private) if "-template-" not in n] == []
+    remove_templates()  # the copies sandboxes start from: a run removes them at its end; here no run ends
     assert _leftovers(private) == []
 
 

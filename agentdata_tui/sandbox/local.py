@@ -25,6 +25,7 @@ Why it looks like this (DESIGN §4, §6):
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import os
@@ -139,33 +140,14 @@ class LocalSandbox:
         self._env = scrubbed_env(home, local_env(self.config.env))
         # git for our own bookkeeping: no system/global config of the caller; the g() helper
         # (see _sh) points at our own git directory, base.git, outside the working tree.
-        self._git_env = scrubbed_env(home)
-        self._git_env.update(
-            {
-                "GIT_CONFIG_NOSYSTEM": "1",
-                "GIT_CONFIG_GLOBAL": os.devnull,
-                "ROOT": str(self.root),
-            }
-        )
-        # One shell for the whole preparation: with hundreds of worker threads, each Python-level
-        # file operation waits for the GIL, while a script's steps do not.
-        script = (
-            'mkdir "$ROOT/home" "$ROOT/repo" "$ROOT/tmp"'
-            # "$SRC/." copies the folder's contents even when repo_path is a symlink to it.
-            # --reflink=auto: a copy-on-write clone where the file system can (btrfs, xfs).
-            + (' && cp -a --reflink=auto "$SRC/." "$ROOT/repo/"' if self.repo_src is not None else "")
-            + ' && printf "%s" "$EXCLUDES" > "$ROOT/diff-excludes" && cd "$ROOT/repo"'
-            # A .git *file* points into another repository (a worktree, a submodule): never write there.
-            + " && { [ ! -f .git ] || rm -f .git; } && { [ -d .git ] || git init -q --template=; }"
-        )
+        self._git_env = bookkeeping_env(home, self.root)
         snapshot_now = not self.instance.setup_command
         want_base = getattr(self.context, "diff_base", True)
-        if want_base:  # an evaluation's sandbox never takes a diff: no git directory of ours
-            script += ' && git init -q --bare --template= "$ROOT/base.git"'
-        if snapshot_now and want_base:
-            script += " && " + _SNAPSHOT
-        src = str(self.repo_src.resolve()) if self.repo_src is not None else ""
-        out = self._sh(script, SRC=src, EXCLUDES=DIFF_EXCLUDES)
+        # The copy, git-initialised, with base.git (and the diff base when no setup_command
+        # changes the tree first) comes from the run's template of this repo_path: one copy
+        # command instead of a shell and four git processes, and the base hashed once.
+        template = _template(self.repo_src, snapshot=snapshot_now and want_base)
+        template.copy_to(self.root)
         self.cwd = self._resolve_cwd()
         self._isolate()
         if not snapshot_now:
@@ -177,8 +159,9 @@ class LocalSandbox:
                 raise SandboxError(f"setup_command of {self.instance.instance_id} {why}: {tail}")
             if want_base:
                 out = self._sh(f'cd "$ROOT/repo" && {_SNAPSHOT}')
-        if want_base:
-            self.base_tree = out.decode().strip().splitlines()[-1]
+                self.base_tree = out.decode().strip().splitlines()[-1]
+        elif want_base:
+            self.base_tree = template.base_tree
 
     def _resolve_cwd(self) -> Path:
         """The folder commands run in: it must exist in the copy, never a silent stand-in."""
@@ -360,13 +343,7 @@ class LocalSandbox:
     # -- diff ----------------------------------------------------------------------
     def _sh(self, script: str, **env: str) -> bytes:
         """Run a bookkeeping script (``sh -c``, git env); its stdout, or SandboxError."""
-        argv = [
-            "sh",
-            "-c",
-            'g() { GIT_DIR="$ROOT/base.git" GIT_WORK_TREE="$ROOT/repo" '
-            'git -c "core.excludesFile=$ROOT/diff-excludes" -c core.quotepath=off -c core.bare=false "$@"; }; '
-            + script,
-        ]
+        argv = ["sh", "-c", _G + script]
         full_env = {**self._git_env, **env}
         try:
             launched = self._launch(argv, full_env, separate_stderr=True)
@@ -416,6 +393,164 @@ class LocalSandbox:
 
 # The tree after setup, recorded in our own git directory (no commit is made).
 _SNAPSHOT = "g add -A -- . && g write-tree"
+# Our git bookkeeping's helper: our own git directory, base.git, beside the copy.
+_G = (
+    'g() { GIT_DIR="$ROOT/base.git" GIT_WORK_TREE="$ROOT/repo" '
+    'git -c "core.excludesFile=$ROOT/diff-excludes" -c core.quotepath=off -c core.bare=false "$@"; }; '
+)
+
+
+def bookkeeping_env(home: str | os.PathLike[str], root: str | os.PathLike[str]) -> dict[str, str]:
+    """Our own git's environment: no system or global config of the caller's."""
+    env = scrubbed_env(home)
+    env.update({"GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull, "ROOT": str(root)})
+    return env
+
+
+class _Template:
+    """What every sandbox of one ``repo_path`` starts as: ``repo/`` (the copy, git-initialised
+    when it is not a repository: a ``.git`` *file*, pointing into another repository, is
+    removed, never written through), ``home/``, ``tmp/``, ``diff-excludes`` and ``base.git``
+    (with ``snapshot``: the diff base recorded in it, ``base_tree``). Made once per run from
+    the trusted source, outside every sandbox (no sandbox binds it), then copied."""
+
+    def __init__(self, src: Path | None, snapshot: bool) -> None:
+        self.src = src
+        self.snapshot = snapshot
+        self.path: Path | None = None
+        self.base_tree: str | None = None
+        self.users = 0  # copies in progress (an evicted template goes once they are done)
+        self.evicted = False
+        self._ready = threading.Event()
+        self.error: SandboxError | None = None
+
+    def build(self) -> None:
+        try:
+            path = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-template-"))
+            self.path = path
+            script = (
+                'mkdir "$ROOT/home" "$ROOT/repo" "$ROOT/tmp"'
+                # "$SRC/." copies the folder's contents even when repo_path is a symlink to it.
+                # --reflink=auto: a copy-on-write clone where the file system can (btrfs, xfs).
+                + (' && cp -a --reflink=auto "$SRC/." "$ROOT/repo/"' if self.src is not None else "")
+                + ' && printf "%s" "$EXCLUDES" > "$ROOT/diff-excludes" && cd "$ROOT/repo"'
+                + " && { [ ! -f .git ] || rm -f .git; } && { [ -d .git ] || git init -q --template=; }"
+                + ' && git init -q --bare --template= "$ROOT/base.git"'
+                + (" && " + _SNAPSHOT if self.snapshot else "")
+            )
+            env = {
+                **bookkeeping_env(path / "home", path),
+                "SRC": str(self.src.resolve()) if self.src is not None else "",
+                "EXCLUDES": DIFF_EXCLUDES,
+            }
+            try:
+                res = subprocess.run(
+                    ["sh", "-c", _G + script],
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    capture_output=True,
+                    timeout=3600,
+                )
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                raise SandboxError(f"preparing the copy of {self.src or 'an empty repo'}: {exc}") from exc
+            if res.returncode != 0:
+                msg = res.stderr.decode("utf-8", "replace").strip()[-300:]
+                raise SandboxError(
+                    f"preparing the copy of {self.src or 'an empty repo'}: {msg or res.returncode}"
+                )
+            if self.snapshot:
+                self.base_tree = res.stdout.decode().strip().splitlines()[-1]
+        except SandboxError as exc:
+            self.error = exc
+            self.remove()
+        finally:
+            self._ready.set()
+
+    def copy_to(self, root: Path) -> None:
+        """The template's contents into ``root`` (an empty folder): one ``cp`` process."""
+        self._ready.wait()
+        if self.error is not None:
+            raise SandboxError(str(self.error))
+        assert self.path is not None
+        try:
+            res = subprocess.run(
+                ["cp", "-a", "--reflink=auto", f"{self.path}/.", f"{root}/"],
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                timeout=3600,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise SandboxError(f"copying {self.src or 'an empty repo'} into the sandbox: {exc}") from exc
+        finally:
+            _release(self)
+        if res.returncode != 0:
+            msg = res.stderr.decode("utf-8", "replace").strip()[-300:]
+            raise SandboxError(f"copying {self.src or 'an empty repo'} into the sandbox: {msg}")
+
+    def remove(self) -> None:
+        if self.path is not None:
+            shutil.rmtree(self.path, ignore_errors=True)
+            self.path = None
+
+
+# The run's templates, most recently used last; a few are kept (each is a copy of its repo).
+TEMPLATES_KEPT = 8
+_TEMPLATES: dict[tuple[str | None, bool], _Template] = {}
+_TEMPLATES_LOCK = threading.Lock()
+
+
+def _template(src: Path | None, *, snapshot: bool) -> _Template:
+    """The template of ``src`` (made by the first caller, the others wait for it), counted in
+    use until ``copy_to`` is done with it. A failed one is not kept: the next start tries again."""
+    key = (str(src.resolve()) if src is not None else None, snapshot)
+    evicted: list[_Template] = []
+    with _TEMPLATES_LOCK:
+        tpl = _TEMPLATES.pop(key, None)
+        if tpl is None or tpl.error is not None:
+            tpl = _Template(src, snapshot)
+            build = True
+        else:
+            build = False
+        _TEMPLATES[key] = tpl  # most recently used last
+        tpl.users += 1
+        while len(_TEMPLATES) > TEMPLATES_KEPT:
+            old = _TEMPLATES.pop(next(iter(_TEMPLATES)))
+            old.evicted = True
+            if old.users == 0:
+                evicted.append(old)
+    for old in evicted:
+        old.remove()
+    if build:
+        tpl.build()
+        if tpl.error is not None:
+            with _TEMPLATES_LOCK:
+                if _TEMPLATES.get(key) is tpl:
+                    del _TEMPLATES[key]
+    return tpl
+
+
+def _release(tpl: _Template) -> None:
+    with _TEMPLATES_LOCK:
+        tpl.users -= 1
+        gone = tpl.evicted and tpl.users == 0
+    if gone:
+        tpl.remove()
+
+
+def remove_templates() -> None:
+    """Remove this process's templates (a run's end, exit; a killed run's go with sweep_orphans);
+    one a sandbox is still copying goes when that copy is done."""
+    with _TEMPLATES_LOCK:
+        templates = list(_TEMPLATES.values())
+        _TEMPLATES.clear()
+        for tpl in templates:
+            tpl.evicted = True
+        idle = [tpl for tpl in templates if tpl.users == 0]
+    for tpl in idle:
+        tpl.remove()
+
+
+atexit.register(remove_templates)
 
 
 # Every started, not yet closed local sandbox of this process (rollouts and evaluations alike):
