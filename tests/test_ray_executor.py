@@ -186,11 +186,9 @@ def test_a_nodes_sandbox_starts_are_bounded_as_the_thread_executors(tmp_path: Pa
     threads = Runner(spec, model=None, evaluator=evaluator_for("local", make), make_sandbox=make)
     try:
         assert (
-            parts.starter._max_workers
-            == threads._starter._max_workers
-            == min(workers, make.start_concurrency)
+            parts.starter.max_workers == threads._starter.max_workers == min(workers, make.start_concurrency)
         )
-        assert parts.starter._max_workers < workers
+        assert parts.starter.max_workers < workers
     finally:
         for pool in (closer, parts.starter, threads._starter, threads._closer, threads._grader):
             pool.shutdown()

@@ -57,7 +57,7 @@ def sandbox_maker(
         # Gradings in local sandboxes run on this machine's CPUs too: past a few per core more
         # at once only slow each other (and the rollouts still running) down, and a test's
         # timeout must not depend on how many others happen to be graded beside it.
-        make.grade_concurrency = max(4, 2 * (os.cpu_count() or 1))  # type: ignore[attr-defined]
+        make.grade_concurrency = max(8, 4 * (os.cpu_count() or 1))  # type: ignore[attr-defined]
     return make
 
 

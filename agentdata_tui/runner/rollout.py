@@ -118,11 +118,14 @@ def execute_rollout(
         # Not tracked as live: like every evaluation sandbox, an abort drains it through the
         # sandbox modules' registries (close_all), never waiting here for a start in progress.
         prepared = _prepare_evaluation(parts.evaluator, inst, run_id, rollout_id)
-        # The evaluation's sandbox is queued once the rollout's own has started: every rollout's
-        # own start goes first on the bounded pool, and a failed one leaves nothing to prepare.
+        # The evaluation's sandbox is queued once the rollout's first step is done: by then its
+        # own sandbox has started (a failed start leaves nothing to prepare), and the burst of
+        # work when many rollouts start together (their own starts, the previous rollouts'
+        # gradings) is behind it. Not ready when the patch comes, the grader starts it.
         pool = parts.preparer or parts.starter
-        then = (lambda: prepared.schedule(pool)) if prepared is not None else None
-        sandbox = OverlappedStart(inner, timings, parts.starter, then=then)
+        if prepared is not None:
+            on_step = _first_step_then(on_step, lambda: prepared.schedule(pool))
+        sandbox = OverlappedStart(inner, timings, parts.starter)
         parts.track(sandbox, True)
         sandbox.start()  # in the background: it overlaps the first model call
         t = time.monotonic()
@@ -281,6 +284,25 @@ def end_model_rollout(model: Any, ctx: RolloutContext) -> dict[str, Any]:
         return {}
 
 
+def _first_step_then(
+    on_step: Callable[[dict[str, Any]], None], then: Callable[[], None]
+) -> Callable[[dict[str, Any]], None]:
+    """``on_step`` that also calls ``then`` once, after the first step's own report."""
+    done = False
+
+    def step(d: dict[str, Any]) -> None:
+        nonlocal done
+        on_step(d)
+        if not done:
+            done = True
+            try:
+                then()
+            except Exception:  # an optimisation only
+                log.warning("after a rollout's first step:\n%s", traceback.format_exc())
+
+    return step
+
+
 class _Regrade(Exception):
     """Internal: this attempt re-grades a recorded patch; the agent does not run."""
 
@@ -303,21 +325,12 @@ def _prepare_evaluation(evaluator: Evaluator, inst: Any, run_id: str, rollout_id
 class OverlappedStart:
     """A sandbox whose ``start`` runs in the background, so preparing it (a copy and git, or a
     container) overlaps the first model call, which needs no sandbox. The first ``execute`` or
-    ``diff`` waits for it and raises what the start raised. ``then`` runs after a successful
-    start, on the same pooled thread (queueing the evaluation's sandbox)."""
+    ``diff`` waits for it and raises what the start raised."""
 
-    def __init__(
-        self,
-        inner: Sandbox,
-        timings: dict[str, float],
-        pool: WorkPool,
-        *,
-        then: Callable[[], None] | None = None,
-    ) -> None:
+    def __init__(self, inner: Sandbox, timings: dict[str, float], pool: WorkPool) -> None:
         self.inner = inner
         self._timings = timings
         self._pool = pool
-        self._then = then
         self._done = threading.Event()
         self._error: BaseException | None = None
 
@@ -337,11 +350,6 @@ class OverlappedStart:
             self._error = exc
         finally:
             self._timings["sandbox_start_s"] = round(time.monotonic() - t, 3)
-            if self._error is None and self._then is not None:
-                try:
-                    self._then()
-                except Exception:  # an optimisation only
-                    log.warning("after a sandbox start:\n%s", traceback.format_exc())
             self._done.set()
 
     def _ready(self) -> None:

@@ -3,7 +3,9 @@
 Why it looks like this (DESIGN §4, §6):
 - each rollout gets a fresh temporary copy of the instance's ``repo_path`` (or an empty
   folder), git-initialised when it is not a repository already, so ``git diff`` works for the
-  agent and for us;
+  agent and for us. The copy is made from the run's template of that ``repo_path`` (made when
+  its first sandbox starts, out of every sandbox's reach): one ``cp`` instead of a shell and four
+  git processes per sandbox, and without a ``setup_command`` the diff base is hashed once;
 - the diff base is the *tree after* ``setup_command``, recorded with ``git add -A &&
   git write-tree`` in a git directory of our own *outside* the working tree (``base.git``
   beside the copy, with its own index and objects): no commit is made, the agent's own ``git``
