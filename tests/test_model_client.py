@@ -426,3 +426,13 @@ def test_each_request_carries_its_own_body_and_length(server):
     assert second.body["messages"][0]["content"] == "short"
     assert int(second.headers["Content-Length"]) == len(second.raw)
     assert second.headers["Authorization"] == f"Bearer {KEY}"
+
+
+def test_an_answer_cut_mid_body_is_retried_not_a_crash(server):
+    """The body is part of the attempt: a connection that breaks after the headers is retried
+    like any broken connection (it escaped as ChunkedEncodingError, a runner error, once the
+    body was read outside the request's error handling)."""
+    server.add_faults(("cut",))
+    resp = make_model(server).query(MESSAGES)
+    assert resp.content
+    assert len(server.chat_requests()) == 2

@@ -407,13 +407,17 @@ class OpenAIModel:
         request.prepare_body(data, None)
         s = self._session
         try:
-            return self._adapter.send(
+            resp = self._adapter.send(
                 request,
                 timeout=(min(self.connect_timeout, self.read_timeout), self.read_timeout),
                 verify=s.verify,
                 cert=s.cert,
                 proxies=s.proxies,
             )
+            # The body is read here, as Session.send would: a connection that breaks mid-body
+            # is this attempt's failure (retried), and the deadline covers the whole answer.
+            resp.content  # noqa: B018
+            return resp
         except requests.RequestException as exc:
             if call.reason == "stopped" or self._closed.is_set():
                 raise ModelError(_STOPPED) from None

@@ -13,7 +13,8 @@ so the client's retries, timeouts, headers and connection pool are exercised for
   ``context_length_exceeded``), ``("error", status, message)`` (an OpenAI error body),
   ``("drop",)`` (connection closed without an answer), ``("trickle", seconds)`` (a normal
   answer sent one byte every ``seconds``, headers included), ``("body", status, payload)``
-  (that JSON payload as the answer, e.g. a malformed 200).
+  (that JSON payload as the answer, e.g. a malformed 200), ``("cut",)`` (a normal answer's
+  headers and half its body, then the connection closed).
 - ``port`` fixes the port, so a test can stop the server and start another on the same
   address (a restart); ``stop()`` also ends kept-alive connections, as a dying server does.
 - ``latency`` sleeps in the handler; threads are daemons and the listen backlog is large, so
@@ -270,6 +271,14 @@ class _Handler(BaseHTTPRequestHandler):
                 byte = (head + payload)[i : i + 1]
                 self.wfile.write(byte)
                 self.wfile.flush()
+            self.close_connection = True
+        elif kind == "cut":  # the headers and half the body of a normal answer, then closed
+            payload = json.dumps(owner._completion(body if isinstance(body, dict) else {})).encode()
+            head = (
+                f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n"
+            ).encode()
+            self.wfile.write(head + payload[: len(payload) // 2])
+            self.wfile.flush()
             self.close_connection = True
         elif kind == "delay":  # slow, then a normal answer
             owner._stopping.wait(float(fault[1]))
