@@ -113,3 +113,41 @@ def test_a_failing_call_is_logged_and_the_pool_goes_on(caplog):
         "evaluate: a background call failed" in r.message and "broken call" in r.message
         for r in caplog.records
     )
+
+
+def test_idle_calls_wait_for_the_queue_and_keep_to_their_bound():
+    """Evaluation sandboxes prepared ahead go behind every rollout's own sandbox start: an idle
+    call runs only while no ordinary call waits, at most ``idle_workers`` at a time."""
+    pool = WorkPool(4, "t", idle_workers=1)
+    gate = threading.Event()
+    order: list[str] = []
+    lock = threading.Lock()
+    running_idle = peak_idle = 0
+
+    def ordinary(i: int) -> None:
+        gate.wait(30)
+        with lock:
+            order.append(f"o{i}")
+
+    def idle(i: int) -> None:
+        nonlocal running_idle, peak_idle
+        with lock:
+            running_idle += 1
+            peak_idle = max(peak_idle, running_idle)
+            order.append(f"i{i}")
+        with lock:
+            running_idle -= 1
+
+    for i in range(8):
+        pool.submit(ordinary, i)  # four run (held by the gate), four wait
+    lane = pool.idle_lane()
+    for i in range(3):
+        lane.submit(idle, i)
+    gate.set()
+    pool.shutdown(wait=True)
+    firsts = [k for k, name in enumerate(order) if name.startswith("i")]
+    assert len(order) == 11 and peak_idle == 1
+    assert min(firsts) >= 4, f"an idle call ran while ordinary ones waited: {order}"
+    assert [n for n in order if n.startswith("i")] == ["i0", "i1", "i2"]
+    with pytest.raises(ValueError):
+        WorkPool(2, "t").submit_idle(print)

@@ -15,6 +15,7 @@ from agentdata_tui.dataset import Dataset, Instance
 from agentdata_tui.evaluation import BuiltinEvaluator, make_evaluator
 from agentdata_tui.interfaces import Evaluator, Sandbox
 from agentdata_tui.runner.spec import SandboxMaker
+from agentdata_tui.runner.workpool import WorkPool
 from agentdata_tui.sandbox import SandboxContext, make_sandbox, resolve_class
 
 
@@ -59,6 +60,18 @@ def sandbox_maker(
         # timeout must not depend on how many others happen to be graded beside it.
         make.grade_concurrency = max(8, 4 * (os.cpu_count() or 1))  # type: ignore[attr-defined]
     return make
+
+
+def start_pool(make: SandboxMaker, workers: int) -> WorkPool:
+    """The pool sandboxes start on: a bounded number at a time when the maker says its starts
+    cost this machine's CPU (local copies), else one per worker. Evaluation sandboxes prepared
+    ahead (a copy, setup_command, a namespace: the same CPU as a rollout's own) take its idle
+    lane, half the cores' worth at a time and only while no rollout's own start waits: with a
+    thousand rollouts starting at once, preparing them beside the rollouts' own sandboxes doubled
+    the ramp-up. One not ready when its patch comes is started by the grader."""
+    starts = getattr(make, "start_concurrency", None) or workers
+    slots = max(1, min(workers, starts))
+    return WorkPool(slots, "sandbox-start", idle_workers=max(1, min(slots, (os.cpu_count() or 1) // 2)))
 
 
 def grading_slots(evaluator: Evaluator, workers: int) -> int:

@@ -38,7 +38,7 @@ from typing import Any
 
 from agentdata_tui.errors import UserError
 from agentdata_tui.interfaces import RolloutCancelled
-from agentdata_tui.runner.components import grading_slots
+from agentdata_tui.runner.components import grading_slots, start_pool
 from agentdata_tui.runner.control import RunControl
 from agentdata_tui.runner.rollout import PendingEvaluation, RolloutParts, execute_rollout, step_event
 from agentdata_tui.runner.spec import Task
@@ -116,15 +116,16 @@ class PartsRecipe:
             except RuntimeError:
                 close()
 
-        # As the thread executor: local sandboxes are prepared a few at a time (this node's CPUs).
-        starts = getattr(make, "start_concurrency", None) or workers
-        starter = WorkPool(max(1, min(workers, starts)), "sandbox-start")
+        # As the thread executor: local sandboxes are prepared a few at a time (this node's CPUs),
+        # evaluation sandboxes prepared ahead behind them.
+        starter = start_pool(make, workers)
         parts = RolloutParts(
             config=self.config,
             model=model,
             evaluator=evaluator,
             make_sandbox=make,
             starter=starter,
+            preparer=starter.idle_lane(),
             close_later=close_later,
             redact=Redactor(self.secrets),
         )

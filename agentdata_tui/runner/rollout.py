@@ -52,8 +52,8 @@ class RolloutParts:
     track: Callable[[Sandbox, bool], None] = lambda sb, live: None  # live sandboxes (for an abort)
     redact: Callable[[str], str] = lambda s: s
     aborting: Callable[[], bool] = lambda: False
-    # evaluation sandboxes prepared ahead; None: on ``starter`` (behind every rollout's own start)
-    preparer: WorkPool | None = None
+    # where evaluation sandboxes prepared ahead start (the starter's idle lane); None: ``starter``
+    preparer: Any = None
 
 
 def step_event(d: dict[str, Any]) -> dict[str, Any]:

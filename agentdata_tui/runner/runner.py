@@ -32,7 +32,7 @@ from agentdata_tui.errors import UserError
 from agentdata_tui.events import EventTail, EventWriter, cut
 from agentdata_tui.interfaces import Evaluator, Model, RolloutCancelled, Sandbox
 from agentdata_tui.records import Example
-from agentdata_tui.runner.components import grading_slots
+from agentdata_tui.runner.components import grading_slots, start_pool
 from agentdata_tui.runner.control import ControlReader, RunControl
 from agentdata_tui.runner.counts import RunCounts
 from agentdata_tui.runner.rollout import PendingEvaluation, RolloutParts, execute_rollout, step_event
@@ -87,17 +87,9 @@ class Runner:
         }
         self._count_lock = threading.Lock()
         self._rollout_seq = 0
-        # Sandbox preparation runs behind each rollout's first model call, a bounded number at a
-        # time when the maker says its starts cost this machine's CPU (local copies).
-        starts = getattr(make_sandbox, "start_concurrency", None) or spec.workers
-        self._starter = WorkPool(max(1, min(spec.workers, starts)), "sandbox-start")
-        # Evaluation sandboxes prepared ahead (a copy, setup_command, a namespace: the same CPU as
-        # a rollout's own) go one core's worth at a time: only the machine's spare time is theirs.
-        # With a thousand rollouts starting at once, preparing them beside the rollouts' own
-        # sandboxes doubled the ramp-up; one not ready when its patch comes is started by the grader.
-        self._preparer = WorkPool(
-            max(1, min(spec.workers, starts, (os.cpu_count() or 1) // 2)), "eval-prepare"
-        )
+        # Sandbox preparation runs behind each rollout's first model call; evaluation sandboxes
+        # prepared ahead take the same pool's idle lane (components.start_pool).
+        self._starter = start_pool(make_sandbox, spec.workers)
         self._go = threading.Event()
         self._closer = WorkPool(max(1, min(8, spec.workers)), "sandbox-close")
         self.fatal: str | None = None  # what broke the run itself, if anything
@@ -301,7 +293,6 @@ class Runner:
             self.control.stop()
             self._grader.shutdown(wait=True)  # no evaluation is left running (an interrupt, a fatal)
             self._starter.shutdown(wait=True)
-            self._preparer.shutdown(wait=True)
             self._closer.shutdown(wait=True)  # every sandbox is gone before the run says it ended
             _remove_templates()  # and the copies local sandboxes were made from
             stopped = self._stop.is_set()
@@ -422,7 +413,7 @@ class Runner:
             evaluator=self.evaluator,
             make_sandbox=self.make_sandbox,
             starter=self._starter,
-            preparer=self._preparer,
+            preparer=self._starter.idle_lane(),
             close_later=self._close_later,
             track=self._track,
             redact=self.redact,
