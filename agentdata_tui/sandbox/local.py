@@ -445,23 +445,9 @@ class _Template:
                 "SRC": str(self.src.resolve()) if self.src is not None else "",
                 "EXCLUDES": DIFF_EXCLUDES,
             }
-            try:
-                res = subprocess.run(
-                    ["sh", "-c", _G + script],
-                    env=env,
-                    stdin=subprocess.DEVNULL,
-                    capture_output=True,
-                    timeout=3600,
-                )
-            except (OSError, subprocess.TimeoutExpired) as exc:
-                raise SandboxError(f"preparing the copy of {self.src or 'an empty repo'}: {exc}") from exc
-            if res.returncode != 0:
-                msg = res.stderr.decode("utf-8", "replace").strip()[-300:]
-                raise SandboxError(
-                    f"preparing the copy of {self.src or 'an empty repo'}: {msg or res.returncode}"
-                )
+            out = _host_run(["sh", "-c", _G + script], f"preparing the copy of {self._what}", env)
             if self.snapshot:
-                self.base_tree = res.stdout.decode().strip().splitlines()[-1]
+                self.base_tree = out.decode().strip().splitlines()[-1]
         except SandboxError as exc:
             self.error = exc
             self.remove()
@@ -475,24 +461,34 @@ class _Template:
             raise SandboxError(str(self.error))
         assert self.path is not None
         try:
-            res = subprocess.run(
+            _host_run(
                 ["cp", "-a", "--reflink=auto", f"{self.path}/.", f"{root}/"],
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                timeout=3600,
+                f"copying {self._what} into the sandbox",
             )
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise SandboxError(f"copying {self.src or 'an empty repo'} into the sandbox: {exc}") from exc
         finally:
             _release(self)
-        if res.returncode != 0:
-            msg = res.stderr.decode("utf-8", "replace").strip()[-300:]
-            raise SandboxError(f"copying {self.src or 'an empty repo'} into the sandbox: {msg}")
+
+    @property
+    def _what(self) -> str:
+        return str(self.src) if self.src is not None else "an empty repo"
 
     def remove(self) -> None:
         if self.path is not None:
             shutil.rmtree(self.path, ignore_errors=True)
             self.path = None
+
+
+def _host_run(argv: list[str], what: str, env: dict[str, str] | None = None) -> bytes:
+    """One of our own commands on the host (never a sandbox's): its stdout, or a SandboxError
+    saying ``what`` failed and how."""
+    try:
+        res = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, capture_output=True, timeout=3600)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise SandboxError(f"{what}: {exc}") from exc
+    if res.returncode != 0:
+        msg = res.stderr.decode("utf-8", "replace").strip()[-300:]
+        raise SandboxError(f"{what}: {msg or f'exit {res.returncode}'}")
+    return res.stdout
 
 
 # The run's templates, most recently used last; a few are kept (each is a copy of its repo).
