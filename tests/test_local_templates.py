@@ -154,3 +154,23 @@ def test_a_run_removes_its_templates(tmp_path: Path, private_tmp: Path) -> None:
     assert outcome.counts["finished"] == 3
     assert [p.name for p in private_tmp.iterdir() if p.name.startswith("agentdata-")] == []
     assert load_config()  # the run used the default config
+
+
+def test_a_large_repo_is_copied_straight_into_each_sandbox(
+    tmp_path: Path, private_tmp: Path, monkeypatch
+) -> None:
+    """No template (one more copy on disk per repo in use) past the size limits: the sandbox is
+    prepared in place, as it always was, with the same contents and diff base."""
+    monkeypatch.setattr(local, "TEMPLATE_MAX_ENTRIES", 2)
+    monkeypatch.setattr(local, "_SMALL", {})
+    repo = _repo(tmp_path)
+    assert local.templated(repo) is False and local.templated(None) is True
+    with _sandbox(repo) as sb:
+        assert (sb.work / "pkg" / "mod.py").read_text() == "VALUE = 1\n"
+        assert sb.diff() == ("", False)
+        sb.execute("echo 2 > pkg/mod.py && echo new > extra.txt")
+        patch, _ = sb.diff()
+        assert "+2" in patch and "extra.txt" in patch
+    with _sandbox(repo, "s", setup="echo made > setup.txt") as sb:
+        assert sb.diff() == ("", False), "the base is taken after the setup_command"
+    assert _templates(private_tmp) == []

@@ -146,10 +146,16 @@ class LocalSandbox:
         snapshot_now = not self.instance.setup_command
         want_base = getattr(self.context, "diff_base", True)
         # The copy, git-initialised, with base.git (and the diff base when no setup_command
-        # changes the tree first) comes from the run's template of this repo_path: one copy
-        # command instead of a shell and four git processes, and the base hashed once.
-        template = _template(self.repo_src, snapshot=snapshot_now and want_base)
-        template.copy_to(self.root)
+        # changes the tree first): from the run's template of a small repo_path (one copy
+        # command instead of a shell and four git processes, the base hashed once), made here
+        # for a large one (a template would be one more copy of it on disk).
+        snapshot = snapshot_now and want_base
+        if templated(self.repo_src):
+            template = _template(self.repo_src, snapshot=snapshot)
+            template.copy_to(self.root)
+            base = template.base_tree
+        else:
+            base = prepare_tree(self.root, self.repo_src, snapshot=snapshot, bare=want_base)
         self.cwd = self._resolve_cwd()
         self._isolate()
         if not snapshot_now:
@@ -163,7 +169,7 @@ class LocalSandbox:
                 out = self._sh(f'cd "$ROOT/repo" && {_SNAPSHOT}')
                 self.base_tree = out.decode().strip().splitlines()[-1]
         elif want_base:
-            self.base_tree = template.base_tree
+            self.base_tree = base
 
     def _resolve_cwd(self) -> Path:
         """The folder commands run in: it must exist in the copy, never a silent stand-in."""
@@ -430,24 +436,7 @@ class _Template:
         try:
             path = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-template-"))
             self.path = path
-            script = (
-                'mkdir "$ROOT/home" "$ROOT/repo" "$ROOT/tmp"'
-                # "$SRC/." copies the folder's contents even when repo_path is a symlink to it.
-                # --reflink=auto: a copy-on-write clone where the file system can (btrfs, xfs).
-                + (' && cp -a --reflink=auto "$SRC/." "$ROOT/repo/"' if self.src is not None else "")
-                + ' && printf "%s" "$EXCLUDES" > "$ROOT/diff-excludes" && cd "$ROOT/repo"'
-                + " && { [ ! -f .git ] || rm -f .git; } && { [ -d .git ] || git init -q --template=; }"
-                + ' && git init -q --bare --template= "$ROOT/base.git"'
-                + (" && " + _SNAPSHOT if self.snapshot else "")
-            )
-            env = {
-                **bookkeeping_env(path / "home", path),
-                "SRC": str(self.src.resolve()) if self.src is not None else "",
-                "EXCLUDES": DIFF_EXCLUDES,
-            }
-            out = _host_run(["sh", "-c", _G + script], f"preparing the copy of {self._what}", env)
-            if self.snapshot:
-                self.base_tree = out.decode().strip().splitlines()[-1]
+            self.base_tree = prepare_tree(path, self.src, snapshot=self.snapshot)
         except SandboxError as exc:
             self.error = exc
             self.remove()
@@ -476,6 +465,62 @@ class _Template:
         if self.path is not None:
             shutil.rmtree(self.path, ignore_errors=True)
             self.path = None
+
+
+def prepare_tree(root: Path, src: Path | None, *, snapshot: bool, bare: bool = True) -> str | None:
+    """Into the empty folder ``root``: ``repo/`` (a copy of ``src``, git-initialised when it is not
+    a repository: a ``.git`` *file*, pointing into another repository, is removed, never written
+    through), ``home/``, ``tmp/``, ``diff-excludes``, ``base.git`` (``bare``) and with ``snapshot``
+    the diff base recorded in it, whose tree id is returned. One shell: with hundreds of worker
+    threads each Python-level file operation waits for the GIL, a script's steps do not."""
+    script = (
+        'mkdir "$ROOT/home" "$ROOT/repo" "$ROOT/tmp"'
+        # "$SRC/." copies the folder's contents even when repo_path is a symlink to it.
+        # --reflink=auto: a copy-on-write clone where the file system can (btrfs, xfs).
+        + (' && cp -a --reflink=auto "$SRC/." "$ROOT/repo/"' if src is not None else "")
+        + ' && printf "%s" "$EXCLUDES" > "$ROOT/diff-excludes" && cd "$ROOT/repo"'
+        + " && { [ ! -f .git ] || rm -f .git; } && { [ -d .git ] || git init -q --template=; }"
+        + (' && git init -q --bare --template= "$ROOT/base.git"' if bare or snapshot else "")
+        + (" && " + _SNAPSHOT if snapshot else "")
+    )
+    env = {
+        **bookkeeping_env(root / "home", root),
+        "SRC": str(src.resolve()) if src is not None else "",
+        "EXCLUDES": DIFF_EXCLUDES,
+    }
+    out = _host_run(["sh", "-c", _G + script], f"preparing the copy of {src or 'an empty repo'}", env)
+    return out.decode().strip().splitlines()[-1] if snapshot else None
+
+
+# A repo_path this small is copied from a template (the process start-up of git and the shell
+# is what a sandbox's start costs then); a larger one is copied straight into each sandbox, as a
+# template would be one more copy of it on disk for each repo in use.
+TEMPLATE_MAX_ENTRIES = 2000
+TEMPLATE_MAX_BYTES = 64 << 20
+_SMALL: dict[str, bool] = {}
+
+
+def templated(src: Path | None) -> bool:
+    """Whether sandboxes of ``src`` start from a template: no src (an empty repo), or a small one
+    (counted once per run, stopping at the limits)."""
+    if src is None:
+        return True
+    key = str(src.resolve())
+    known = _SMALL.get(key)
+    if known is not None:
+        return known
+    entries = size = 0
+    small = True
+    for folder, dirs, files in os.walk(key):
+        entries += len(dirs) + len(files)
+        for name in files:
+            with contextlib.suppress(OSError):
+                size += os.lstat(os.path.join(folder, name)).st_size
+        if entries > TEMPLATE_MAX_ENTRIES or size > TEMPLATE_MAX_BYTES:
+            small = False
+            break
+    _SMALL[key] = small
+    return small
 
 
 def _host_run(argv: list[str], what: str, env: dict[str, str] | None = None) -> bytes:
