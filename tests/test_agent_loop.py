@@ -635,3 +635,43 @@ def test_templates_get_mini_swe_agent_2_variables_but_never_a_key(monkeypatch):
     cfg.agent.instance_template = "{{OPENAI_API_KEY}}"
     with pytest.raises(UserError, match="OPENAI_API_KEY"):
         run_agent(cfg, ScriptModel([SUBMIT]))
+
+
+def test_a_template_is_compiled_once_however_many_rollouts_start_together(monkeypatch):
+    """A thousand rollouts starting at once each compiled the same system and instance templates
+    (seconds of the runner's one core before the first model calls went out): the first compiles,
+    the others wait for it."""
+    import threading
+
+    from agentdata_tui.agent import templates
+
+    n = 16
+    arrived = 0
+    cond = threading.Condition()
+    compiles: list[str] = []
+    real = templates._ENV.from_string
+
+    def slow_compile(source, *a, **kw):
+        compiles.append(source)
+        with cond:  # hold the compile until every thread has asked for the template
+            assert cond.wait_for(lambda: arrived == n, 10)
+        return real(source, *a, **kw)
+
+    monkeypatch.setattr(templates._ENV, "from_string", slow_compile)
+    source = "Task {{ task }} (compiled once) " + "x" * 10
+    results: list[str] = []
+
+    def rollout(i: int) -> None:
+        nonlocal arrived
+        with cond:
+            arrived += 1
+            cond.notify_all()
+        results.append(templates.render("agent.instance_template", source, {"task": str(i)}))
+
+    threads = [threading.Thread(target=rollout, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(compiles) == 1
+    assert sorted(results) == sorted(f"Task {i} (compiled once) " + "x" * 10 for i in range(n))

@@ -10,6 +10,8 @@ from __future__ import annotations
 import functools
 import platform
 import re
+import threading
+from collections import OrderedDict
 from typing import Any
 
 from jinja2 import Environment, StrictUndefined, Template, TemplateError
@@ -20,9 +22,27 @@ from agentdata_tui.errors import UserError
 _ENV = Environment(undefined=StrictUndefined, keep_trailing_newline=False)
 
 
-@functools.lru_cache(maxsize=256)
+_COMPILED: OrderedDict[str, Template] = OrderedDict()
+_COMPILED_MAX = 256
+_COMPILE_LOCK = threading.Lock()
+
+
 def _compile(source: str) -> Template:
-    return _ENV.from_string(source)
+    """The compiled template, made by the first caller while the others wait for it: a thousand
+    rollouts starting at once each compiled the same system and instance templates (lru_cache
+    does not hold concurrent misses back), seconds of the runner's one core before any first
+    model call went out."""
+    template = _COMPILED.get(source)
+    if template is not None:
+        return template
+    with _COMPILE_LOCK:
+        template = _COMPILED.get(source)
+        if template is None:
+            template = _ENV.from_string(source)
+            _COMPILED[source] = template
+            while len(_COMPILED) > _COMPILED_MAX:
+                _COMPILED.popitem(last=False)
+    return template
 
 
 def compile_template(name: str, source: str) -> Template:
