@@ -76,14 +76,11 @@ def wait_until(pred, timeout: float = 120.0, what: str = "condition") -> None:
         time.sleep(0.05)
 
 
-class HeldEvalServer:
-    """A loopback eval server: each ``POST /evaluate`` is noted at once and answered (reward 1)
-    only when ``release`` is set — evaluations held for as long as a test wants."""
+class _LoopbackEvalServer:
+    """A loopback eval server on 127.0.0.1: each ``POST /evaluate`` is answered with what
+    ``answer(body)`` returns, ``(status, payload)``."""
 
     def __init__(self) -> None:
-        self.arrived: list[str] = []  # instance ids, in arrival order
-        self.release = threading.Event()
-        self._cv = threading.Condition()
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -92,13 +89,10 @@ class HeldEvalServer:
 
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
-                with outer._cv:
-                    outer.arrived.append(body["instance_id"])
-                    outer._cv.notify_all()
-                outer.release.wait(300)
-                data = json.dumps({"reward": 1.0, "success": True, "info": {"status": "held"}}).encode()
+                status, payload = outer.answer(body)
+                data = json.dumps(payload).encode()
                 try:
-                    self.send_response(200)
+                    self.send_response(status)
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(data)))
                     self.end_headers()
@@ -111,18 +105,42 @@ class HeldEvalServer:
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
+    def answer(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        raise NotImplementedError
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class HeldEvalServer(_LoopbackEvalServer):
+    """Each evaluation is noted at once and answered (reward 1) only when ``release`` is set:
+    evaluations held for as long as a test wants."""
+
+    def __init__(self) -> None:
+        self.arrived: list[str] = []  # instance ids, in arrival order
+        self.release = threading.Event()
+        self._cv = threading.Condition()
+        super().__init__()
+
+    def answer(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        with self._cv:
+            self.arrived.append(body["instance_id"])
+            self._cv.notify_all()
+        self.release.wait(300)
+        return 200, {"reward": 1.0, "success": True, "info": {"status": "held"}}
+
     def wait_arrived(self, pred, timeout: float, what: str) -> None:
         with self._cv:
             if not self._cv.wait_for(lambda: pred(list(self.arrived)), timeout):
                 raise AssertionError(f"timed out waiting for {what} (arrived: {self.arrived})")
 
-    def __enter__(self) -> HeldEvalServer:
-        return self
-
     def __exit__(self, *exc: Any) -> None:
         self.release.set()
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        super().__exit__(*exc)
 
 
 def alive_nodes() -> int:
@@ -453,46 +471,21 @@ def test_a_node_frozen_for_a_while_loses_no_step_and_the_others_go_on(cluster, t
     assert any(d["metadata"]["node"] == victim_tag for d in lines)
 
 
-class FlakyEvalServer:
-    """A loopback eval server whose first ``fail`` evaluations of ``instance_id`` answer 500 (the
-    evaluation's own failure: recorded at once, not retried by the client); the rest reward 1."""
+class FlakyEvalServer(_LoopbackEvalServer):
+    """The first ``fail`` evaluations of ``instance_id`` answer 500 (the evaluation's own failure:
+    recorded at once, not retried by the client); the rest reward 1."""
 
     def __init__(self, instance_id: str, fail: int) -> None:
         self.asked: list[str] = []
-        outer = self
+        self._instance_id, self._fail = instance_id, fail
+        super().__init__()
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *a: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
-                iid = body["instance_id"]
-                outer.asked.append(iid)
-                bad = iid == instance_id and outer.asked.count(iid) <= fail
-                status, payload = (
-                    (500, {"error": "evaluation crashed"})
-                    if bad
-                    else (200, {"reward": 1.0, "success": True, "info": {"status": "correct"}})
-                )
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def __enter__(self) -> FlakyEvalServer:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+    def answer(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        iid = body["instance_id"]
+        self.asked.append(iid)
+        if iid == self._instance_id and self.asked.count(iid) <= self._fail:
+            return 500, {"error": "evaluation crashed"}
+        return 200, {"reward": 1.0, "success": True, "info": {"status": "correct"}}
 
 
 def test_retry_errors_regrades_an_evaluation_failure_with_a_fresh_budget_on_resume(
